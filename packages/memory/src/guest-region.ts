@@ -14,7 +14,8 @@ export interface GuestRegionOptions {
   readonly size: number;
   /**
    * Backing store: an ArrayBuffer, a SharedArrayBuffer, or an ArrayBuffer over mmap'd memory
-   * (packages/host). Defaults to a new SharedArrayBuffer of `size` bytes.
+   * (packages/host). Defaults to a new SharedArrayBuffer of `size` bytes, or an ArrayBuffer where
+   * SharedArrayBuffer does not exist (a browser page without cross-origin isolation).
    */
   readonly buffer?: ArrayBufferLike;
   /** Byte offset of the region's first byte inside `buffer` (default 0). */
@@ -66,7 +67,7 @@ export class GuestRegion {
     if ((guestAddress - offset) % 8 !== 0) {
       throw new MemoryError('INVALID_REGION', 'region guest address and buffer offset must agree modulo 8', { address: guestAddress });
     }
-    const buffer = options.buffer ?? new SharedArrayBuffer(size);
+    const buffer = options.buffer ?? (typeof SharedArrayBuffer !== 'undefined' ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
     if (offset + size > buffer.byteLength) {
       throw new MemoryError('INVALID_REGION', `backing buffer of ${buffer.byteLength} bytes is too small for the region`, { address: guestAddress, length: size });
     }
