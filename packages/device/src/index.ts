@@ -1,1 +1,18 @@
-export {};
+export * from './constants.js';
+export { DeviceError, type DeviceErrorCode, type DeviceErrorContext } from './errors.js';
+export {
+  featureBit,
+  featureBits,
+  featureWord,
+  hasFeature,
+  queueFeaturesOf,
+  queueLayoutOf,
+  withFeatureWord,
+  type Features,
+} from './features.js';
+export type { ActivationContext, Interrupt, Notifier, VirtioDevice } from './virtio-device.js';
+export type { QueueSetupOptions, VirtioTransport } from './virtio-transport.js';
+export { defaultQueueFactory, type QueueFactory, type QueueRing } from './queue-factory.js';
+export { queueAreaProblem, queueAreas, queueAreaSizes, queueSizeProblem, type QueueArea } from './queue-area.js';
+export { GuestMemoryAllocator, type GuestAllocator } from './guest-allocator.js';
+export { negotiateFeatures, setDriverOk } from './driver-init.js';
