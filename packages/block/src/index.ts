@@ -1,1 +1,2 @@
-export {};
+export type { BlockDriver, BlockDriverInfo, BlockFile, BlockStatus } from './block-driver.js';
+export { BlockError, type BlockErrorCode, type BlockErrorContext } from './errors.js';
