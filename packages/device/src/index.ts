@@ -16,3 +16,5 @@ export { defaultQueueFactory, type QueueFactory, type QueueRing } from './queue-
 export { queueAreaProblem, queueAreas, queueAreaSizes, queueSizeProblem, type QueueArea } from './queue-area.js';
 export { GuestMemoryAllocator, type GuestAllocator } from './guest-allocator.js';
 export { negotiateFeatures, setDriverOk } from './driver-init.js';
+export { DeviceStatusMachine, type FeaturePolicy, type StatusWriteResult } from './status-machine.js';
+export { DeviceCore, MAX_QUEUES, type DeviceCoreOptions, type QueueConfig } from './device-core.js';
