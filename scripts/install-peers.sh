@@ -9,5 +9,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  qemu-utils qemu-system-x86 busybox-static cpio fio e2fsprogs nbdkit chromium >/dev/null
+  qemu-utils qemu-system-x86 busybox-static cpio fio e2fsprogs nbdkit kmod util-linux chromium >/dev/null
 qemu-img --version | head -1

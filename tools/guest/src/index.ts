@@ -1,0 +1,4 @@
+export { buildGuest, GuestBuildError, type BuildOptions, type GuestImage } from './build.js';
+export { runGuest, type GuestResult, type RunGuestOptions } from './run.js';
+export { INIT_SCRIPT } from './init-script.js';
+export { defaultCacheDir } from './paths.js';
