@@ -1,0 +1,201 @@
+import type { BlockDriver } from '@virtio-ts/block';
+import type { GuestMemory } from '@virtio-ts/memory';
+import type { DescriptorChain } from '@virtio-ts/ring';
+import { scatter, segmentViews } from '../chain-io.js';
+import type { QueueRunner } from '../queue-runner.js';
+import { SECTOR_SIZE, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_ID_BYTES } from './constants.js';
+import { readInto, writeFrom } from './data-transfer.js';
+import { faultStatus } from './errors.js';
+import type { BlkMetrics } from './metrics.js';
+import { parseRequest, type BlkRequest, type DiscardRange, type RequestLimits } from './request.js';
+
+/** What a queue handler shares with its device. */
+export interface BlkQueueContext {
+  readonly memory: GuestMemory;
+  readonly driver: BlockDriver;
+  /** The current request limits (capacity can change while running). */
+  limits(): RequestLimits;
+  /** The 20-byte, NUL-padded device ID string. */
+  readonly serial: Uint8Array;
+  readonly metrics: BlkMetrics;
+  /** Whether writes must be stable before completion (§5.2.6.2 cases 1 and 2). */
+  writethrough(): boolean;
+  /** Changes on every device reset; completions of an older generation are dropped. */
+  generation(): number;
+}
+
+/** Largest zero buffer used to emulate WRITE_ZEROES on a driver without `writeZeroes`. */
+const ZERO_CHUNK = 1024 * 1024;
+let zeroChunk: Uint8Array | undefined;
+
+/**
+ * One request queue of a virtio-blk device: notify → pop → parse → execute on the BlockDriver →
+ * status byte → `pushUsed` → interrupt. Requests run concurrently and complete in whatever
+ * order the driver finishes them (§5.2.6: "serviced (probably out of order)").
+ */
+export class BlkQueueHandler {
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly runner: QueueRunner,
+    private readonly context: BlkQueueContext,
+  ) {}
+
+  /** Requests started and not yet completed. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** The driver kicked this queue. */
+  notify(): void {
+    this.context.metrics.notifications++;
+    this.runner.drain((chain) => this.start(chain));
+  }
+
+  /** Resolves when every request started so far has completed (or been dropped by a reset). */
+  async drain(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  private start(chain: DescriptorChain): void {
+    const { memory, metrics } = this.context;
+    let parsed;
+    try {
+      parsed = parseRequest(memory, chain, this.context.limits());
+    } catch (error) {
+      // Guest memory no longer backs what the ring validated: nothing can be trusted.
+      this.runner.fail(`blk: reading request ${chain.head}: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
+    if (parsed.kind === 'fault') {
+      metrics.fault(parsed.fault);
+      if (parsed.statusAddress === null) {
+        this.runner.complete(chain.head, 0);
+        return;
+      }
+      this.finish(chain, parsed.statusAddress, faultStatus(parsed.fault), 0);
+      return;
+    }
+    const { request, statusAddress } = parsed;
+    const generation = this.context.generation();
+    metrics.inFlight++;
+    metrics.maxInFlight = Math.max(metrics.maxInFlight, metrics.inFlight);
+    const work = this.execute(request).then(
+      (written) => ({ status: VIRTIO_BLK_S_OK, written }),
+      () => {
+        metrics.fault('BACKEND_ERROR');
+        return { status: VIRTIO_BLK_S_IOERR, written: 0 };
+      },
+    );
+    const done = work.then(({ status, written }) => {
+      metrics.inFlight--;
+      this.pending.delete(done);
+      if (generation !== this.context.generation()) {
+        metrics.droppedAfterReset++;
+        return;
+      }
+      if (status === VIRTIO_BLK_S_OK) this.countSuccess(request);
+      this.finish(chain, statusAddress, status, written);
+    });
+    this.pending.add(done);
+  }
+
+  /**
+   * Writes the status byte and returns the chain. `written` is how many data bytes were written
+   * from the start of the writable space: the used length counts them, plus the status byte
+   * when it follows them directly (§2.7.8.2: len never exceeds what was written from the start).
+   */
+  private finish(chain: DescriptorChain, statusAddress: number, status: number, written: number): void {
+    const { metrics, memory } = this.context;
+    if (status === VIRTIO_BLK_S_OK) metrics.status.ok++;
+    else if (status === VIRTIO_BLK_S_UNSUPP) metrics.status.unsupp++;
+    else metrics.status.ioerr++;
+    try {
+      memory.writeU8(statusAddress, status);
+    } catch (error) {
+      this.runner.fail(`blk: writing status of ${chain.head}: ${error instanceof Error ? error.message : String(error)}`);
+      return;
+    }
+    const length = written === chain.writableLength - 1 ? chain.writableLength : written;
+    this.runner.complete(chain.head, length);
+  }
+
+  /** Runs a request; resolves with the data bytes written into the writable space. */
+  private async execute(request: BlkRequest): Promise<number> {
+    const { driver, memory } = this.context;
+    const alignment = this.context.limits().alignment;
+    switch (request.type) {
+      case 'in':
+        await readInto(driver, request.sector * SECTOR_SIZE, segmentViews(memory, request.data), alignment);
+        return request.dataLength;
+      case 'out':
+        await writeFrom(driver, request.sector * SECTOR_SIZE, segmentViews(memory, request.data), alignment);
+        if (this.context.writethrough()) await driver.flush();
+        return 0;
+      case 'flush':
+        await driver.flush();
+        return 0;
+      case 'get-id':
+        // §5.2.6: NUL-padded up to 20 bytes; exactly 20 bytes carry no NUL.
+        return scatter(memory, request.data, this.context.serial.subarray(0, Math.min(VIRTIO_BLK_ID_BYTES, request.dataLength)));
+      case 'discard':
+        for (const range of request.ranges) await this.discard(range);
+        return 0;
+      case 'write-zeroes':
+        for (const range of request.ranges) await this.writeZeroes(range);
+        if (this.context.writethrough()) await driver.flush();
+        return 0;
+    }
+  }
+
+  private async discard(range: DiscardRange): Promise<void> {
+    const { driver } = this.context;
+    if (range.numSectors === 0 || driver.discard === undefined) return;
+    // §5.2.6.2: the device MAY deallocate: discard is advisory, contents become unspecified.
+    await driver.discard(range.sector * SECTOR_SIZE, range.numSectors * SECTOR_SIZE);
+  }
+
+  private async writeZeroes(range: DiscardRange): Promise<void> {
+    const { driver } = this.context;
+    if (range.numSectors === 0) return;
+    const offset = range.sector * SECTOR_SIZE;
+    const length = range.numSectors * SECTOR_SIZE;
+    if (driver.writeZeroes !== undefined) {
+      // §5.2.6.2: with unmap the device MAY deallocate; reads MUST return zeroes either way.
+      await driver.writeZeroes(offset, length, { mayUnmap: range.unmap });
+      return;
+    }
+    zeroChunk ??= new Uint8Array(ZERO_CHUNK);
+    for (let done = 0; done < length; done += ZERO_CHUNK) {
+      await driver.write(offset + done, zeroChunk.subarray(0, Math.min(ZERO_CHUNK, length - done)));
+    }
+  }
+
+  private countSuccess(request: BlkRequest): void {
+    const m = this.context.metrics;
+    switch (request.type) {
+      case 'in':
+        m.requests.in++;
+        m.readBytes += request.dataLength;
+        break;
+      case 'out':
+        m.requests.out++;
+        m.writeBytes += request.dataLength;
+        break;
+      case 'flush':
+        m.requests.flush++;
+        break;
+      case 'get-id':
+        m.requests.getId++;
+        break;
+      case 'discard':
+        m.requests.discard++;
+        for (const r of request.ranges) m.discardBytes += r.numSectors * SECTOR_SIZE;
+        break;
+      case 'write-zeroes':
+        m.requests.writeZeroes++;
+        for (const r of request.ranges) m.writeZeroesBytes += r.numSectors * SECTOR_SIZE;
+        break;
+    }
+  }
+}
