@@ -1,0 +1,1 @@
+export { createNodeDeflateCodec } from './codec-node.js';
