@@ -1,6 +1,7 @@
 import { hasFeature } from '@virtio-ts/device';
 import { RingError, type Segment } from '@virtio-ts/ring';
 import { describe, expect, it } from 'vitest';
+import { equalBytes } from '../testing/bytes.js';
 import { MemoryDisk } from '../testing/memory-disk.js';
 import { harness, settle, without } from '../testing/harness.js';
 import { BlkDevice, type BlkDeviceOptions } from './blk-device.js';
@@ -27,12 +28,6 @@ import {
 import { encodeDiscardSegments, encodeRequestHeader, type RawDiscardSegment } from './request.js';
 
 const DISK = 1 << 20; // 2048 sectors
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 const patterns = new Map<string, Uint8Array>();
 function pattern(length: number, seed = 1): Uint8Array {

@@ -2,3 +2,4 @@ export { ChainBuilder } from './chain-builder.js';
 export { MemoryDisk, type HeldOperation, type MemoryDiskOptions } from './memory-disk.js';
 export { ScriptedQueue } from './scripted-queue.js';
 export { allOffered, harness, settle, without, type Harness } from './harness.js';
+export { equalBytes } from './bytes.js';
