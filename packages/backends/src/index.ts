@@ -14,3 +14,9 @@ export {
   type RawDiscardSegment,
   type RequestHeader,
 } from './blk/request.js';
+export { RngDevice, type RngDeviceOptions } from './rng/rng-device.js';
+export { RngMetrics } from './rng/metrics.js';
+export type { RngFault } from './rng/errors.js';
+export type { RngDeviceState } from './rng/persist.js';
+export { webCryptoEntropy, type EntropySource } from './rng/entropy.js';
+export { TokenBucket, systemClock, type Clock, type RateLimit } from './rng/rate-limiter.js';

@@ -3,3 +3,4 @@ export { MemoryDisk, type HeldOperation, type MemoryDiskOptions } from './memory
 export { ScriptedQueue } from './scripted-queue.js';
 export { allOffered, harness, settle, without, type Harness } from './harness.js';
 export { equalBytes } from './bytes.js';
+export { FakeClock } from './fake-clock.js';
