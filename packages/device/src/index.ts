@@ -12,7 +12,7 @@ export {
 } from './features.js';
 export type { ActivationContext, Interrupt, Notifier, VirtioDevice } from './virtio-device.js';
 export type { QueueSetupOptions, VirtioTransport } from './virtio-transport.js';
-export { defaultQueueFactory, type QueueFactory, type QueueRing } from './queue-factory.js';
+export { defaultQueueFactory, type DriverQueueOptions, type QueueFactory, type QueueRing } from './queue-factory.js';
 export { queueAreaProblem, queueAreas, queueAreaSizes, queueSizeProblem, type QueueArea } from './queue-area.js';
 export { GuestMemoryAllocator, type GuestAllocator } from './guest-allocator.js';
 export { negotiateFeatures, setDriverOk } from './driver-init.js';

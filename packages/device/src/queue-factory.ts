@@ -1,11 +1,18 @@
-import * as ring from '@virtio-ts/ring';
+import { PackedDeviceQueue, PackedDriverQueue, SplitDeviceQueue, SplitDriverQueue } from '@virtio-ts/ring';
 import type { DeviceQueue, DriverQueue, PackedQueueLayout, QueueOptions, SplitQueueLayout } from '@virtio-ts/ring';
-import { DeviceError } from './errors.js';
 
 /** The guest-physical placement of one virtqueue, split (§2.7) or packed (§2.8). */
 export type QueueRing =
   | { readonly layout: 'split'; readonly ring: SplitQueueLayout }
   | { readonly layout: 'packed'; readonly ring: PackedQueueLayout };
+
+/** Options of a driver-side queue: the ring options plus where indirect tables go. */
+export interface DriverQueueOptions extends QueueOptions {
+  /** Guest memory for indirect tables: one table of `maxDescriptors` entries per descriptor / buffer id. */
+  readonly indirectArea?: { readonly address: number; readonly maxDescriptors: number };
+  /** Chains of at least this many segments go indirect (when negotiated and an area is given). */
+  readonly indirectThreshold?: number;
+}
 
 /**
  * Builds the ring objects of `@virtio-ts/ring` for a transport. Injectable so that a VMM or a test
@@ -13,17 +20,7 @@ export type QueueRing =
  */
 export interface QueueFactory {
   createDeviceQueue(ring: QueueRing, options: QueueOptions): DeviceQueue;
-  createDriverQueue<T>(ring: QueueRing, options: QueueOptions): DriverQueue<T>;
-}
-
-type Ctor<R> = new (layout: SplitQueueLayout | PackedQueueLayout, options: QueueOptions) => R;
-
-function ringClass<R>(name: string): Ctor<R> {
-  const value = (ring as Record<string, unknown>)[name];
-  if (typeof value !== 'function') {
-    throw new DeviceError('UNSUPPORTED', `@virtio-ts/ring does not export ${name}`);
-  }
-  return value as Ctor<R>;
+  createDriverQueue<T>(ring: QueueRing, options: DriverQueueOptions): DriverQueue<T>;
 }
 
 /**
@@ -32,11 +29,11 @@ function ringClass<R>(name: string): Ctor<R> {
  */
 export const defaultQueueFactory: QueueFactory = Object.freeze({
   createDeviceQueue(queueRing: QueueRing, options: QueueOptions): DeviceQueue {
-    const Class = ringClass<DeviceQueue>(queueRing.layout === 'split' ? 'SplitDeviceQueue' : 'PackedDeviceQueue');
-    return new Class(queueRing.ring, options);
+    return queueRing.layout === 'split' ? new SplitDeviceQueue(queueRing.ring, options) : new PackedDeviceQueue(queueRing.ring, options);
   },
-  createDriverQueue<T>(queueRing: QueueRing, options: QueueOptions): DriverQueue<T> {
-    const Class = ringClass<DriverQueue<T>>(queueRing.layout === 'split' ? 'SplitDriverQueue' : 'PackedDriverQueue');
-    return new Class(queueRing.ring, options);
+  createDriverQueue<T>(queueRing: QueueRing, options: DriverQueueOptions): DriverQueue<T> {
+    return queueRing.layout === 'split'
+      ? new SplitDriverQueue<T>(queueRing.ring, options)
+      : new PackedDriverQueue<T>(queueRing.ring, options);
   },
 });

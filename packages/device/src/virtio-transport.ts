@@ -14,6 +14,12 @@ export interface QueueSetupOptions {
   readonly layout?: 'split' | 'packed';
   /** Called (synchronously, from the transport's interrupt handling) when the device signals this queue. */
   readonly onInterrupt?: () => void;
+  /**
+   * Indirect tables (§2.7.5.3 / §2.8.7) when VIRTIO_RING_F_INDIRECT_DESC is negotiated: the
+   * longest chain one table holds (2..size; default min(size, 8)), and the chain length from which
+   * the queue goes indirect (default 2, as Linux).
+   */
+  readonly indirect?: { readonly maxDescriptors?: number; readonly threshold?: number };
 }
 
 /**
