@@ -61,7 +61,7 @@ describe('PackedDeviceQueue.restore (H16)', () => {
     ['an in-flight id listed twice', (s) => (s.inFlight = [{ id: 2, descriptorCount: 3 }, { id: 2, descriptorCount: 2 }])],
     ['a slot count of 0', (s) => (s.inFlight = [{ id: 2, descriptorCount: 0 }, { id: 7, descriptorCount: 5 }])],
     ['slots that do not match the positions', (s) => (s.inFlight = [{ id: 2, descriptorCount: 4 }])],
-    ['an in-flight list longer than the queue (2^31 entries, never walked)', (s) => (s.inFlight = new Array(2 ** 31))],
+    ['an in-flight list longer than the queue (2^31 entries, never walked)', (s) => void (s.inFlight = new Array<unknown>(2 ** 31))],
     ['positions more than a lap apart', (s) => ((s.nextAvail = 7), (s.nextUsed = 1), (s.availWrapCounter = false), (s.inFlight = []))],
     ['no in-flight list', (s) => delete s.inFlight],
   ])('rejects %s with INVALID_STATE', (_name, mutate) => {
