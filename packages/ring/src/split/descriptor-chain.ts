@@ -1,0 +1,244 @@
+import type { GuestMemory, GuestRegion } from '@virtio-ts/memory';
+import { DESCRIPTOR_SIZE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../constants.js';
+import { RingError, type RingErrorCode } from '../errors.js';
+import type { DescriptorChain, Segment } from '../types.js';
+
+/** Largest chain length in bytes (§2.7.5.2: a chain MUST NOT exceed 2^32 bytes in total). */
+export const MAX_CHAIN_LENGTH = 0xffff_ffff;
+
+/** 2^32, to combine the two halves of a le64 address. */
+const TWO_POW_32 = 4294967296;
+/** An address high word at or above this puts the address at or past 2^53 (invalid, see ARCHITECTURE.md). */
+const MAX_ADDRESS_HIGH = 0x20_0000;
+
+const EMPTY: readonly Segment[] = Object.freeze([]);
+
+/** One buffer segment of a chain. A class so that every segment has the same hidden shape. */
+export class ChainSegment implements Segment {
+  constructor(
+    readonly address: number,
+    readonly length: number,
+  ) {}
+}
+
+/** A validated split-ring chain, as `SplitDeviceQueue.pop()` returns it. */
+export class SplitDescriptorChain implements DescriptorChain {
+  constructor(
+    readonly head: number,
+    readonly readable: readonly Segment[],
+    readonly writable: readonly Segment[],
+    readonly readableLength: number,
+    readonly writableLength: number,
+    readonly descriptorCount: number,
+  ) {}
+}
+
+/**
+ * Walks and validates one split-ring descriptor chain, direct or through one indirect table
+ * (VIRTIO 1.3 §2.7.5, §2.7.5.3), and flattens it into readable then writable segments.
+ *
+ * Every descriptor the guest wrote is untrusted. The walk is bounded: a descriptor visited twice
+ * is a loop (a per-walk epoch stamp per descriptor, no clearing), an indirect table holds at most
+ * `size` entries, and the number of segments is at most `size`, so the work and the memory of
+ * one walk are O(queue size) whatever the guest wrote.
+ *
+ * The descriptor table must lie in one region (checked by `validateSplitLayout`); its typed
+ * views are cached. Little-endian hosts only (checked at construction).
+ */
+export class DescriptorChainReader {
+  private readonly size: number;
+  private readonly memory: GuestMemory;
+  private readonly queue: number | undefined;
+  private readonly indirectAllowed: boolean;
+  private readonly u32: Uint32Array;
+  /** Index in `u32` of descriptor 0. */
+  private readonly base32: number;
+  private readonly visited: Uint32Array;
+  private readonly indirectVisited: Uint32Array;
+  private epoch = 0;
+  /** Region of the last buffer seen: most buffers sit in the same region. */
+  private dataRegion: GuestRegion;
+
+  // Accumulators of the walk in progress (fields, not closures: no allocation per walk).
+  // Scratch arrays are reused (written at index <= length, so they stay packed); each chain
+  // gets an exact-size copy.
+  private head = 0;
+  private readonly readable: ChainSegment[] = [];
+  private readonly writable: ChainSegment[] = [];
+  private readableCount = 0;
+  private writableCount = 0;
+  private readableLength = 0;
+  private writableLength = 0;
+
+  constructor(memory: GuestMemory, descRegion: GuestRegion, descTable: number, size: number, indirectAllowed: boolean, queue?: number) {
+    if (!LITTLE_ENDIAN_HOST) throw new RingError('INVALID_ARGUMENT', 'big-endian hosts are not supported');
+    this.memory = memory;
+    this.size = size;
+    this.queue = queue;
+    this.indirectAllowed = indirectAllowed;
+    this.u32 = descRegion.u32;
+    this.base32 = (descRegion.offset + descTable - descRegion.start) / 4;
+    this.visited = new Uint32Array(size);
+    this.indirectVisited = new Uint32Array(size);
+    this.dataRegion = descRegion;
+  }
+
+  /**
+   * Reads the chain starting at `head` (which the caller has checked is < size). Throws a
+   * non-fatal {@link RingError} with `context.head` for an invalid chain.
+   */
+  read(head: number): SplitDescriptorChain {
+    // Fast path: a lone direct descriptor (no NEXT, no INDIRECT) cannot loop or overflow.
+    const u32 = this.u32;
+    const b = this.base32 + head * 4;
+    const flags = u32[b + 3]! & 0xffff;
+    if ((flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0) {
+      const addressHigh = u32[b + 1]!;
+      const length = u32[b + 2]!;
+      const address = addressHigh * TWO_POW_32 + u32[b]!;
+      const r = this.dataRegion;
+      if (addressHigh >= MAX_ADDRESS_HIGH || address < r.start || address + length > r.end) {
+        this.head = head;
+        if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'buffer address is past 2^53', head);
+        this.checkMapped(address, length, head);
+      }
+      const segments = [new ChainSegment(address, length)];
+      return (flags & VIRTQ_DESC_F_WRITE) === 0
+        ? new SplitDescriptorChain(head, segments, EMPTY, length, 0, 1)
+        : new SplitDescriptorChain(head, EMPTY, segments, 0, length, 1);
+    }
+    return this.readChain(head);
+  }
+
+  private readChain(head: number): SplitDescriptorChain {
+    let epoch = (this.epoch + 1) >>> 0;
+    if (epoch === 0) {
+      this.visited.fill(0);
+      this.indirectVisited.fill(0);
+      epoch = 1;
+    }
+    this.epoch = epoch;
+    this.head = head;
+    this.readableCount = 0;
+    this.writableCount = 0;
+    this.readableLength = 0;
+    this.writableLength = 0;
+
+    const u32 = this.u32;
+    const visited = this.visited;
+    let descriptorCount = 0;
+    let i = head;
+    for (;;) {
+      // §2.7.5.2: a chain that revisits a descriptor never ends.
+      if (visited[i] === epoch) this.fail('DESCRIPTOR_LOOP', 'descriptor chain loops', i);
+      visited[i] = epoch;
+      descriptorCount++;
+      const b = this.base32 + i * 4;
+      const addressLow = u32[b]!;
+      const addressHigh = u32[b + 1]!;
+      const length = u32[b + 2]!;
+      const flagsNext = u32[b + 3]!;
+      const flags = flagsNext & 0xffff;
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        // §2.7.5.3.1: the driver MUST NOT set INDIRECT unless negotiated, nor with NEXT.
+        if (!this.indirectAllowed) this.fail('INDIRECT_NOT_NEGOTIATED', 'indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC', i);
+        if ((flags & VIRTQ_DESC_F_NEXT) !== 0) this.fail('INDIRECT_WITH_NEXT', 'indirect descriptor also has VIRTQ_DESC_F_NEXT', i);
+        // §2.7.5.3.2: the device MUST ignore the write-only flag of the descriptor naming the table.
+        this.readIndirect(addressLow, addressHigh, length, i);
+        break;
+      }
+      this.addSegment(addressLow, addressHigh, length, (flags & VIRTQ_DESC_F_WRITE) !== 0, i);
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
+      const next = flagsNext >>> 16;
+      if (next >= this.size) this.fail('DESCRIPTOR_INDEX_OUT_OF_RANGE', `next descriptor ${next} is outside the queue`, i);
+      i = next;
+    }
+    const readableCount = this.readableCount;
+    const writableCount = this.writableCount;
+    return new SplitDescriptorChain(
+      head,
+      readableCount === 0 ? EMPTY : this.readable.slice(0, readableCount),
+      writableCount === 0 ? EMPTY : this.writable.slice(0, writableCount),
+      this.readableLength,
+      this.writableLength,
+      descriptorCount,
+    );
+  }
+
+  private readIndirect(addressLow: number, addressHigh: number, length: number, descriptor: number): void {
+    // §2.7.5.3.1: an indirect table is a whole number of 16-byte descriptors, at least one.
+    if (length === 0 || length % DESCRIPTOR_SIZE !== 0) {
+      this.fail('INDIRECT_TABLE_INVALID_LENGTH', 'indirect table length is zero or not a multiple of 16', descriptor, undefined, length);
+    }
+    const entries = length / DESCRIPTOR_SIZE;
+    // §2.7.5.3.1: a chain MUST NOT be longer than the queue size. This bounds the walk too.
+    if (entries > this.size) this.fail('CHAIN_TOO_LONG', `indirect table of ${entries} entries exceeds the queue size`, descriptor);
+    if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'indirect table address is past 2^53', descriptor);
+    const address = addressHigh * TWO_POW_32 + addressLow;
+    const region = this.memory.findRegion(address);
+    // Deviation: an indirect table that spans two adjacent regions is refused (no driver does it).
+    if (region === undefined || address + length > region.end) {
+      this.fail('ADDRESS_OUT_OF_RANGE', 'indirect table is not inside one guest memory region', descriptor, address, length);
+    }
+    const view = region.view;
+    const base = address - region.start;
+    const visited = this.indirectVisited;
+    const epoch = this.epoch;
+    let j = 0;
+    for (;;) {
+      if (visited[j] === epoch) this.fail('DESCRIPTOR_LOOP', 'indirect descriptor chain loops', j);
+      visited[j] = epoch;
+      const o = base + j * DESCRIPTOR_SIZE;
+      const flags = view.getUint16(o + 12, true);
+      // §2.7.5.3.1: the driver MUST NOT set INDIRECT inside an indirect table.
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) this.fail('NESTED_INDIRECT', 'indirect descriptor inside an indirect table', j);
+      this.addSegment(view.getUint32(o, true), view.getUint32(o + 4, true), view.getUint32(o + 8, true), (flags & VIRTQ_DESC_F_WRITE) !== 0, j);
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return;
+      const next = view.getUint16(o + 14, true);
+      if (next >= entries) this.fail('DESCRIPTOR_INDEX_OUT_OF_RANGE', `indirect next ${next} points outside the table of ${entries}`, j);
+      j = next;
+    }
+  }
+
+  private addSegment(addressLow: number, addressHigh: number, length: number, writable: boolean, descriptor: number): void {
+    if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'buffer address is past 2^53', descriptor);
+    const address = addressHigh * TWO_POW_32 + addressLow;
+    const r = this.dataRegion;
+    if (address < r.start || address + length > r.end) this.checkMapped(address, length, descriptor);
+    // §2.7.5.3.1 bounds the segments of one chain by the queue size (reachable only through indirect).
+    if (this.readableCount + this.writableCount >= this.size) this.fail('CHAIN_TOO_LONG', 'chain has more segments than the queue size', descriptor);
+    const segment = new ChainSegment(address, length);
+    if (writable) {
+      this.writable[this.writableCount++] = segment;
+      this.writableLength += length;
+    } else {
+      // §2.7.4.2: the driver MUST place device-writable descriptors after device-readable ones.
+      if (this.writableCount !== 0) this.fail('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', descriptor);
+      this.readable[this.readableCount++] = segment;
+      this.readableLength += length;
+    }
+    // §2.7.5.2: the total length MUST NOT exceed 2^32 - 1 (lengths are u32, so the sum stays exact).
+    if (this.readableLength + this.writableLength > MAX_CHAIN_LENGTH) {
+      this.fail('TOTAL_LENGTH_OVERFLOW', 'chain length exceeds 2^32 - 1 bytes', descriptor);
+    }
+  }
+
+  private checkMapped(address: number, length: number, descriptor: number): void {
+    const r = this.memory.findRegion(address);
+    if (r !== undefined && address + length <= r.end) {
+      this.dataRegion = r;
+      return;
+    }
+    // A buffer may span adjacent regions; a hole or the end of RAM is an error.
+    if (!this.memory.isMapped(address, length)) {
+      this.fail('ADDRESS_OUT_OF_RANGE', 'buffer is not inside guest memory', descriptor, address, length);
+    }
+  }
+
+  private fail(code: RingErrorCode, message: string, descriptor: number, address?: number, length?: number): never {
+    throw new RingError(code, message, { queue: this.queue, head: this.head, descriptor, address, length });
+  }
+}
+
+/** True on little-endian hosts: the typed views read le16/le32 guest fields directly. */
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

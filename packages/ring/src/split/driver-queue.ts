@@ -1,0 +1,410 @@
+import type { GuestMemory } from '@virtio-ts/memory';
+import { DESCRIPTOR_SIZE, VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_USED_F_NO_NOTIFY } from '../constants.js';
+import { RingError } from '../errors.js';
+import type { DriverQueue, QueueFeatures, QueueOptions, Segment, SplitQueueLayout, UsedBuffer } from '../types.js';
+import { LITTLE_ENDIAN_HOST, MAX_CHAIN_LENGTH } from './descriptor-chain.js';
+import {
+  AVAIL_FLAGS_OFFSET,
+  AVAIL_IDX_OFFSET,
+  AVAIL_RING_OFFSET,
+  USED_FLAGS_OFFSET,
+  USED_IDX_OFFSET,
+  USED_RING_OFFSET,
+  availRingSize,
+  descTableSize,
+  usedRingSize,
+  validateSplitLayout,
+} from './layout.js';
+import { needEvent, resolveFeatures } from './ring-math.js';
+
+/**
+ * Guest memory the driver reserves for indirect tables: one table of `maxDescriptors` entries
+ * per head, at `address + head * maxDescriptors * 16`. A head owns at most one indirect table, so
+ * this needs no allocator, cannot fragment, and costs nothing per `add`.
+ * Size it with {@link indirectAreaSize}.
+ */
+export interface IndirectArea {
+  /** Guest address of the area: 16-byte aligned, the whole area inside one region. */
+  readonly address: number;
+  /** Entries per table: the longest chain that can go indirect (2..queue size). */
+  readonly maxDescriptors: number;
+}
+
+/** Options of {@link SplitDriverQueue}. */
+export interface SplitDriverQueueOptions extends QueueOptions {
+  /** Where indirect tables go. Without it, VIRTIO_RING_F_INDIRECT_DESC is negotiated but unused. */
+  readonly indirectArea?: IndirectArea;
+  /**
+   * Chains of at least this many segments go through an indirect table (when negotiated and an
+   * area is given). Default 2, as Linux does. Shorter chains also go indirect when the table is
+   * too full for them.
+   */
+  readonly indirectThreshold?: number;
+}
+
+/** Bytes of an {@link IndirectArea} for a queue of `queueSize` with tables of `maxDescriptors`. */
+export function indirectAreaSize(queueSize: number, maxDescriptors: number): number {
+  return queueSize * maxDescriptors * DESCRIPTOR_SIZE;
+}
+
+const TWO_POW_32 = 4294967296;
+
+/**
+ * The driver side of a split virtqueue (VIRTIO 1.3 §2.7.13): a free list of descriptors,
+ * indirect tables for long chains, notification decisions with or without EVENT_IDX, and used
+ * buffers checked against what was added. The device is untrusted too: a used id that is not in
+ * flight or a length larger than the buffer's writable part throws `INVALID_USED_ELEMENT` and
+ * breaks the queue (Linux's BAD_RING); `detachUnused()` still returns the tokens.
+ *
+ * The driver owns the ring memory: the constructor zeroes the three areas (§3.1.1: the driver
+ * sets the queue up before the device uses it).
+ *
+ * @example
+ * ```ts
+ * const driver = new SplitDriverQueue<string>(layout, { memory });
+ * driver.add([{ address: 0x10000, length: 16 }], [{ address: 0x20000, length: 512 }], 'req-1');
+ * if (driver.kickPrepare()) notifyDevice();
+ * // ... later, on an interrupt:
+ * for (let used = driver.getUsed(); used !== null; used = driver.getUsed()) complete(used.token, used.length);
+ * ```
+ */
+export class SplitDriverQueue<T> implements DriverQueue<T> {
+  readonly layout = 'split' as const;
+  readonly size: number;
+  readonly features: QueueFeatures;
+  readonly ring: SplitQueueLayout;
+  readonly memory: GuestMemory;
+  private readonly queueIndex: number | undefined;
+  private readonly mask: number;
+  private readonly eventIdx: boolean;
+  private readonly inOrder: boolean;
+
+  private readonly descU32: Uint32Array;
+  private readonly descBase32: number;
+  private readonly availU16: Uint16Array;
+  private readonly availFlagsIndex: number;
+  private readonly availIdxIndex: number;
+  private readonly availRingIndex: number;
+  private readonly usedEventIndex: number;
+  private readonly usedU16: Uint16Array;
+  private readonly usedU32: Uint32Array;
+  private readonly usedFlagsIndex: number;
+  private readonly usedIdxIndex: number;
+  private readonly usedRingIndex32: number;
+  private readonly availEventIndex: number;
+
+  // Indirect tables (absent when not negotiated or no area given).
+  private readonly indirectU32: Uint32Array | null = null;
+  private readonly indirectBase32: number = 0;
+  private readonly indirectAddress: number = 0;
+  private readonly indirectMax: number = 0;
+  private readonly indirectThreshold: number;
+
+  /** Free list and chain links, kept privately: the shared table is never trusted back. */
+  private readonly nextFree: Uint16Array;
+  private freeHead = 0;
+  private free: number;
+  /** Per head: direct descriptors held, writable bytes, whether in flight, and the caller's token. */
+  private readonly chainDescriptors: Uint16Array;
+  private readonly writableLengths: Uint32Array;
+  private readonly active: Uint8Array;
+  private readonly tokens: (T | undefined)[];
+  private inFlightCount = 0;
+
+  private availIdx = 0;
+  private kickedAvail = 0;
+  private lastUsed = 0;
+  private usedShadow = 0;
+  private callbacksEnabled = true;
+  private isBroken = false;
+
+  // VIRTIO_F_IN_ORDER: heads in the order they were made available, and the batch being returned.
+  private readonly order: Uint16Array;
+  private orderFirst = 0;
+  private batchRemaining = 0;
+  private batchLastLength = 0;
+
+  constructor(layout: SplitQueueLayout, options: SplitDriverQueueOptions) {
+    if (!LITTLE_ENDIAN_HOST) throw new RingError('INVALID_ARGUMENT', 'big-endian hosts are not supported');
+    const { descRegion, availRegion, usedRegion } = validateSplitLayout(layout, options.memory);
+    const size = layout.size;
+    this.ring = Object.freeze({ size, descTable: layout.descTable, availRing: layout.availRing, usedRing: layout.usedRing });
+    this.size = size;
+    this.mask = size - 1;
+    this.memory = options.memory;
+    this.features = resolveFeatures(options.features);
+    this.queueIndex = options.index;
+    this.eventIdx = this.features.eventIdx;
+    this.inOrder = this.features.inOrder;
+
+    this.descU32 = descRegion.u32;
+    this.descBase32 = (descRegion.offset + layout.descTable - descRegion.start) / 4;
+    const availBase16 = (availRegion.offset + layout.availRing - availRegion.start) / 2;
+    this.availU16 = availRegion.u16;
+    this.availFlagsIndex = availBase16 + AVAIL_FLAGS_OFFSET / 2;
+    this.availIdxIndex = availBase16 + AVAIL_IDX_OFFSET / 2;
+    this.availRingIndex = availBase16 + AVAIL_RING_OFFSET / 2;
+    this.usedEventIndex = this.availRingIndex + size;
+    const usedBase16 = (usedRegion.offset + layout.usedRing - usedRegion.start) / 2;
+    this.usedU16 = usedRegion.u16;
+    this.usedU32 = usedRegion.u32;
+    this.usedFlagsIndex = usedBase16 + USED_FLAGS_OFFSET / 2;
+    this.usedIdxIndex = usedBase16 + USED_IDX_OFFSET / 2;
+    this.usedRingIndex32 = (usedBase16 + USED_RING_OFFSET / 2) / 2;
+    this.availEventIndex = usedBase16 + (USED_RING_OFFSET + 8 * size) / 2;
+
+    const threshold = options.indirectThreshold ?? 2;
+    if (!Number.isInteger(threshold) || threshold < 1) throw new RingError('INVALID_ARGUMENT', 'indirectThreshold must be a positive integer');
+    this.indirectThreshold = threshold;
+    const area = options.indirectArea;
+    if (this.features.indirect && area !== undefined) {
+      const { address, maxDescriptors } = area;
+      if (!Number.isInteger(maxDescriptors) || maxDescriptors < 2 || maxDescriptors > size) {
+        throw new RingError('INVALID_ARGUMENT', 'indirectArea.maxDescriptors must be in 2..queue size (§2.7.5.3.1)', { length: maxDescriptors });
+      }
+      if (!Number.isSafeInteger(address) || address < 0 || address % DESCRIPTOR_SIZE !== 0) {
+        throw new RingError('INVALID_ARGUMENT', 'indirectArea.address must be 16-byte aligned', { address });
+      }
+      let region;
+      try {
+        region = options.memory.regionFor(address, indirectAreaSize(size, maxDescriptors), 'indirect area');
+      } catch (cause) {
+        throw new RingError('INVALID_ARGUMENT', 'indirectArea must lie inside one guest memory region', { address }, { cause });
+      }
+      this.indirectU32 = region.u32;
+      this.indirectBase32 = (region.offset + address - region.start) / 4;
+      this.indirectAddress = address;
+      this.indirectMax = maxDescriptors;
+    }
+
+    this.nextFree = new Uint16Array(size);
+    for (let i = 0; i < size; i++) this.nextFree[i] = (i + 1) & 0xffff;
+    this.free = size;
+    this.chainDescriptors = new Uint16Array(size);
+    this.writableLengths = new Uint32Array(size);
+    this.active = new Uint8Array(size);
+    this.tokens = new Array<T | undefined>(size).fill(undefined);
+    this.order = new Uint16Array(size);
+
+    options.memory.fill(layout.descTable, descTableSize(size));
+    options.memory.fill(layout.availRing, availRingSize(size));
+    options.memory.fill(layout.usedRing, usedRingSize(size));
+  }
+
+  get freeCount(): number {
+    return this.free;
+  }
+
+  /** True after the device returned an invalid used element. */
+  get broken(): boolean {
+    return this.isBroken;
+  }
+
+  /** Buffers added and not yet returned by `getUsed`. */
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
+  add(readable: readonly Segment[], writable: readonly Segment[], token: T): void {
+    if (this.isBroken) throw new RingError('QUEUE_BROKEN', 'queue is broken: the device returned an invalid used element', { queue: this.queueIndex });
+    const readableCount = readable.length;
+    const n = readableCount + writable.length;
+    if (n === 0) throw new RingError('INVALID_ARGUMENT', 'a buffer needs at least one segment', { queue: this.queueIndex });
+    let total = 0;
+    let writableLength = 0;
+    for (let k = 0; k < n; k++) {
+      const s = k < readableCount ? readable[k]! : writable[k - readableCount]!;
+      const address = s.address;
+      const length = s.length;
+      // Written out rather than Number.isSafeInteger: this is the hot path.
+      if (!(address >= 0 && address <= Number.MAX_SAFE_INTEGER && Math.floor(address) === address) || length >>> 0 !== length) {
+        throw new RingError('INVALID_ARGUMENT', 'segment address or length is invalid', { queue: this.queueIndex, address, length });
+      }
+      total += length;
+      if (k >= readableCount) writableLength += length;
+    }
+    // §2.7.5.2: the driver MUST NOT add a chain longer than 2^32 bytes.
+    if (total > MAX_CHAIN_LENGTH) throw new RingError('INVALID_ARGUMENT', 'chain length exceeds 2^32 - 1 bytes', { queue: this.queueIndex, length: total });
+
+    const indirect = this.indirectU32 !== null && n > 1 && n <= this.indirectMax && (n >= this.indirectThreshold || n > this.free);
+    const needed = indirect ? 1 : n;
+    if (needed > this.free) {
+      // §2.7.5.3.1: a chain MUST NOT be longer than the queue size; that one can never fit.
+      if (n > this.size) throw new RingError('INVALID_ARGUMENT', `a chain of ${n} segments exceeds the queue size`, { queue: this.queueIndex, length: n });
+      throw new RingError('QUEUE_FULL', `${needed} descriptors needed, ${this.free} free`, { queue: this.queueIndex, length: needed });
+    }
+
+    const head = this.freeHead;
+    const d = this.descU32;
+    if (indirect) {
+      const t = this.indirectU32;
+      const tableBase = this.indirectBase32 + head * this.indirectMax * 4;
+      for (let k = 0; k < n; k++) {
+        const s = k < readableCount ? readable[k]! : writable[k - readableCount]!;
+        const b = tableBase + k * 4;
+        t[b] = s.address >>> 0;
+        t[b + 1] = (s.address / TWO_POW_32) >>> 0;
+        t[b + 2] = s.length;
+        const flags = (k < readableCount ? 0 : VIRTQ_DESC_F_WRITE) | (k < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
+        t[b + 3] = flags | ((k + 1) << 16);
+      }
+      const tableAddress = this.indirectAddress + head * this.indirectMax * DESCRIPTOR_SIZE;
+      const b = this.descBase32 + head * 4;
+      d[b] = tableAddress >>> 0;
+      d[b + 1] = (tableAddress / TWO_POW_32) >>> 0;
+      d[b + 2] = n * DESCRIPTOR_SIZE;
+      d[b + 3] = VIRTQ_DESC_F_INDIRECT;
+      this.freeHead = this.nextFree[head]!;
+      this.free -= 1;
+      this.chainDescriptors[head] = 1;
+    } else {
+      let i = head;
+      for (let k = 0; k < n; k++) {
+        const s = k < readableCount ? readable[k]! : writable[k - readableCount]!;
+        const b = this.descBase32 + i * 4;
+        const next = this.nextFree[i]!;
+        d[b] = s.address >>> 0;
+        d[b + 1] = (s.address / TWO_POW_32) >>> 0;
+        d[b + 2] = s.length;
+        const flags = (k < readableCount ? 0 : VIRTQ_DESC_F_WRITE) | (k < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
+        d[b + 3] = flags | (next << 16);
+        i = next;
+      }
+      this.freeHead = i;
+      this.free -= n;
+      this.chainDescriptors[head] = n;
+    }
+    this.writableLengths[head] = writableLength;
+    this.tokens[head] = token;
+    this.active[head] = 1;
+    if (this.inOrder) this.order[(this.orderFirst + this.inFlightCount) & this.mask] = head;
+    this.inFlightCount++;
+
+    // §2.7.13.2-3: put the head in the ring, then (memory barrier) move idx. Atomics.store orders both.
+    const availIdx = this.availIdx;
+    this.availU16[this.availRingIndex + (availIdx & this.mask)] = head;
+    this.availIdx = (availIdx + 1) & 0xffff;
+    Atomics.store(this.availU16, this.availIdxIndex, this.availIdx);
+  }
+
+  kickPrepare(): boolean {
+    const newIdx = this.availIdx;
+    const oldIdx = this.kickedAvail;
+    this.kickedAvail = newIdx;
+    if (newIdx === oldIdx) return false;
+    // §2.7.13.4: read avail_event / flags after publishing idx (Atomics: ordered).
+    if (this.eventIdx) return needEvent(Atomics.load(this.usedU16, this.availEventIndex), newIdx, oldIdx);
+    return (Atomics.load(this.usedU16, this.usedFlagsIndex) & VIRTQ_USED_F_NO_NOTIFY) === 0;
+  }
+
+  getUsed(): UsedBuffer<T> | null {
+    if (this.isBroken) throw new RingError('QUEUE_BROKEN', 'queue is broken: the device returned an invalid used element', { queue: this.queueIndex });
+    if (this.batchRemaining > 0) return this.nextInOrder();
+    let lastUsed = this.lastUsed;
+    if (lastUsed === this.usedShadow) {
+      this.usedShadow = Atomics.load(this.usedU16, this.usedIdxIndex);
+      if (lastUsed === this.usedShadow) return null;
+      // The device can only return what is in flight.
+      if (((this.usedShadow - lastUsed) & 0xffff) > this.inFlightCount) {
+        this.badUsed(`used idx moved by ${(this.usedShadow - lastUsed) & 0xffff} with ${this.inFlightCount} buffers in flight`, undefined);
+      }
+    }
+    const slot = this.usedRingIndex32 + (lastUsed & this.mask) * 2;
+    const id = this.usedU32[slot]!;
+    const length = this.usedU32[slot + 1]!;
+    if (id >= this.size || this.active[id] === 0) this.badUsed(`used id ${id} is not in flight`, id);
+    if (length > this.writableLengths[id]!) this.badUsed(`used length ${length} exceeds the writable length ${this.writableLengths[id]}`, id, length);
+    if (this.inOrder) {
+      // §2.7.9: one used entry may stand for a batch ending at `id`; the batch is the oldest buffers.
+      let k = 0;
+      while (k < this.inFlightCount && this.order[(this.orderFirst + k) & this.mask] !== id) k++;
+      const available = (this.usedShadow - lastUsed) & 0xffff;
+      if (k >= this.inFlightCount || k + 1 > available) this.badUsed(`in-order used id ${id} does not close a valid batch`, id);
+      lastUsed = (lastUsed + k + 1) & 0xffff;
+      this.lastUsed = lastUsed;
+      this.batchRemaining = k + 1;
+      this.batchLastLength = length;
+      if (this.callbacksEnabled && this.eventIdx) this.availU16[this.usedEventIndex] = lastUsed;
+      return this.nextInOrder();
+    }
+    lastUsed = (lastUsed + 1) & 0xffff;
+    this.lastUsed = lastUsed;
+    // Keep used_event just behind us while callbacks are on (Linux does the same).
+    if (this.callbacksEnabled && this.eventIdx) this.availU16[this.usedEventIndex] = lastUsed;
+    return { token: this.release(id), length };
+  }
+
+  disableCallback(): void {
+    this.callbacksEnabled = false;
+    // With EVENT_IDX, put used_event just behind lastUsed: the device passes it only after 2^16 entries.
+    if (this.eventIdx) Atomics.store(this.availU16, this.usedEventIndex, (this.lastUsed - 1) & 0xffff);
+    else Atomics.store(this.availU16, this.availFlagsIndex, VIRTQ_AVAIL_F_NO_INTERRUPT);
+  }
+
+  enableCallback(): boolean {
+    this.callbacksEnabled = true;
+    if (this.eventIdx) Atomics.store(this.availU16, this.usedEventIndex, this.lastUsed);
+    else Atomics.store(this.availU16, this.availFlagsIndex, 0);
+    // §2.7.10: re-check after publishing, or a completion that raced the write is never signalled.
+    if (this.batchRemaining > 0) return false;
+    this.usedShadow = Atomics.load(this.usedU16, this.usedIdxIndex);
+    return this.usedShadow === this.lastUsed;
+  }
+
+  detachUnused(): T[] {
+    const tokens: T[] = [];
+    if (this.inOrder) {
+      // release() advances orderFirst.
+      while (this.inFlightCount > 0) tokens.push(this.release(this.order[this.orderFirst]!));
+    } else {
+      for (let head = 0; head < this.size; head++) if (this.active[head] === 1) tokens.push(this.release(head));
+    }
+    this.batchRemaining = 0;
+    return tokens;
+  }
+
+  /**
+   * After a device reset (and `detachUnused()`): zeroes the ring memory and indices so the
+   * queue can be handed to the device again. Throws INVALID_ARGUMENT while buffers are in flight.
+   */
+  reset(): void {
+    if (this.inFlightCount !== 0) throw new RingError('INVALID_ARGUMENT', 'detachUnused() before reset()', { queue: this.queueIndex });
+    this.availIdx = 0;
+    this.kickedAvail = 0;
+    this.lastUsed = 0;
+    this.usedShadow = 0;
+    this.callbacksEnabled = true;
+    this.isBroken = false;
+    this.orderFirst = 0;
+    this.memory.fill(this.ring.descTable, descTableSize(this.size));
+    this.memory.fill(this.ring.availRing, availRingSize(this.size));
+    this.memory.fill(this.ring.usedRing, usedRingSize(this.size));
+  }
+
+  private nextInOrder(): UsedBuffer<T> {
+    const head = this.order[this.orderFirst]!;
+    const length = --this.batchRemaining === 0 ? this.batchLastLength : 0;
+    return { token: this.release(head), length };
+  }
+
+  /** Frees the descriptors of `head` and returns its token. */
+  private release(head: number): T {
+    const count = this.chainDescriptors[head]!;
+    let tail = head;
+    for (let k = 1; k < count; k++) tail = this.nextFree[tail]!;
+    this.nextFree[tail] = this.freeHead;
+    this.freeHead = head;
+    this.free += count;
+    const token = this.tokens[head] as T;
+    this.tokens[head] = undefined;
+    this.active[head] = 0;
+    this.inFlightCount--;
+    if (this.inOrder) this.orderFirst = (this.orderFirst + 1) & this.mask;
+    return token;
+  }
+
+  private badUsed(message: string, id: number | undefined, length?: number): never {
+    this.isBroken = true;
+    throw new RingError('INVALID_USED_ELEMENT', message, { queue: this.queueIndex, head: id, length }, { fatal: true });
+  }
+}

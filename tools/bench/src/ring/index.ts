@@ -1,0 +1,41 @@
+import { alternate } from '../measure.js';
+import { row, type Row } from '../report.js';
+import type { Suite, SuiteOptions } from '../suite.js';
+import { baselineRoundTrips, flatRing } from './baseline.js';
+import { splitRoundTripper } from './split.js';
+import { crossThreadRoundTrips } from './threads.js';
+
+async function run(options: SuiteOptions): Promise<Row[]> {
+  const rows: Row[] = [];
+  const singleOps = Math.max(10_000, Math.round(2_000_000 * options.scale));
+  const threadOps = Math.max(10_000, Math.round(400_000 * options.scale));
+  for (const segments of [1, 4]) {
+    const ours = splitRoundTripper(segments);
+    const flat = flatRing(new SharedArrayBuffer(1 << 16), 256);
+    // Warm both sides up before measuring.
+    ours(singleOps);
+    baselineRoundTrips(flat, segments, singleOps, 0x8000);
+    options.log(`split ${segments}-descriptor chains, one thread`);
+    const single = await alternate(options.repeats, () => ours(singleOps), () => baselineRoundTrips(flat, segments, singleOps, 0x8000));
+    rows.push(row(`split ${segments}-desc round trips, 1 thread`, 'ops/s', single.ours, single.peer));
+  }
+  for (const segments of [1, 4]) {
+    options.log(`split ${segments}-descriptor chains, two workers`);
+    const repeats = Math.max(1, Math.ceil(options.repeats / 2));
+    const cross = await alternate(
+      repeats,
+      () => crossThreadRoundTrips('ours', segments, threadOps),
+      () => crossThreadRoundTrips('baseline', segments, threadOps),
+    );
+    rows.push(row(`split ${segments}-desc round trips, 2 workers`, 'ops/s', cross.ours, cross.peer));
+  }
+  return rows;
+}
+
+/** `pnpm bench ring`: split (and packed, once exported) virtqueues against a bare typed-array loop. */
+export const suite: Suite = {
+  name: 'ring',
+  description: 'Virtqueue round trips (driver add -> device pop -> device push -> driver getUsed); peer = bare typed-array loop',
+  peerTitle: 'baseline',
+  run,
+};

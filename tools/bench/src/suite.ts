@@ -1,0 +1,28 @@
+import type { Row } from './report.js';
+
+/** Settings every suite receives from the command line. */
+export interface SuiteOptions {
+  /** Times each measurement is repeated (sides alternate); the median is reported. */
+  readonly repeats: number;
+  /** Scale of each measurement: 1 is the default, 0.1 a quick run. */
+  readonly scale: number;
+  /** Progress lines go here (stderr), never to stdout. */
+  readonly log: (message: string) => void;
+}
+
+/** A benchmark suite: `pnpm bench <name>`. */
+export interface Suite {
+  readonly name: string;
+  readonly description: string;
+  /** Title of the peer column (e.g. `baseline`, `qemu-img`). */
+  readonly peerTitle: string;
+  run(options: SuiteOptions): Promise<Row[]>;
+}
+
+/**
+ * The suites, loaded on demand. To add one, add one line here pointing at a module that
+ * exports `suite: Suite` (e.g. `block: () => import('./block/index.js')`).
+ */
+export const suites: Record<string, () => Promise<{ suite: Suite }>> = {
+  ring: () => import('./ring/index.js'),
+};
