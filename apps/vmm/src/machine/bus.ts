@@ -1,12 +1,28 @@
 import { VmmError } from '../errors.js';
 
-/** An access width in bytes. Registers are at most 4 bytes wide (virtio-pci splits 64-bit fields). */
-export type AccessSize = 1 | 2 | 4;
+/**
+ * An access width in bytes. An 8-byte access is carried as two 4-byte ones, low half first
+ * (VIRTIO 1.3 §4.1.3: 64-bit fields are treated as two 32-bit fields).
+ */
+export type AccessSize = 1 | 2 | 4 | 8;
+
+/** Splits an 8-byte read into two 4-byte ones (low first). */
+export function read64(read: (address: number, size: 4) => number, address: number): number {
+  const low = read(address, 4) >>> 0;
+  const high = read(address + 4, 4) >>> 0;
+  return high * 2 ** 32 + low;
+}
+
+/** Splits an 8-byte write into two 4-byte ones (low first). */
+export function write64(write: (address: number, size: 4, value: number) => void, address: number, value: number): void {
+  write(address, 4, value % 2 ** 32 >>> 0);
+  write(address + 4, 4, Math.floor(value / 2 ** 32) >>> 0);
+}
 
 /** A device's register window, as the VMM sees it: offsets are relative to the window's base. */
 export interface MmioHandler {
-  read(offset: number, size: AccessSize): number;
-  write(offset: number, size: AccessSize, value: number): void;
+  read(offset: number, size: 1 | 2 | 4): number;
+  write(offset: number, size: 1 | 2 | 4, value: number): void;
 }
 
 /** What the guest's register accesses go through: a synchronous exit to the VMM, or a direct call. */
@@ -24,7 +40,7 @@ interface Mapping {
 
 /** All ones of the access width: what a read of an unclaimed address returns on real hardware. */
 export function allOnes(size: AccessSize): number {
-  return size === 4 ? 0xffff_ffff : (1 << (size * 8)) - 1;
+  return size === 8 ? 2 ** 64 - 1 : size === 4 ? 0xffff_ffff : (1 << (size * 8)) - 1;
 }
 
 /**
@@ -72,6 +88,7 @@ export class MmioBus implements GuestBus {
   }
 
   read(address: number, size: AccessSize): number {
+    if (size === 8) return read64((a, s) => this.read(a, s), address);
     this.exits++;
     const m = this.find(address, size);
     if (m === undefined) {
@@ -87,6 +104,7 @@ export class MmioBus implements GuestBus {
   }
 
   write(address: number, size: AccessSize, value: number): void {
+    if (size === 8) return write64((a, s, v) => this.write(a, s, v), address, value);
     this.exits++;
     const m = this.find(address, size);
     if (m === undefined) {

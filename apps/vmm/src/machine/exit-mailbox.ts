@@ -1,5 +1,5 @@
 import { VmmError } from '../errors.js';
-import type { AccessSize, GuestBus } from './bus.js';
+import { read64, write64, type AccessSize, type GuestBus } from './bus.js';
 
 // One mailbox per vCPU: 8 Int32 words in a SharedArrayBuffer.
 const STATE = 0;
@@ -63,15 +63,21 @@ export class ExitingBus implements GuestBus {
     this.timeoutMs = options.timeoutMs ?? 30_000;
   }
 
+  /** Exits taken. */
+  exits = 0;
+
   read(address: number, size: AccessSize): number {
+    if (size === 8) return read64((a, s) => this.exit(KIND_READ, a, s, 0), address);
     return this.exit(KIND_READ, address, size, 0);
   }
 
   write(address: number, size: AccessSize, value: number): void {
+    if (size === 8) return write64((a, s, v) => this.exit(KIND_WRITE, a, s, v), address, value);
     this.exit(KIND_WRITE, address, size, value);
   }
 
-  private exit(kind: number, address: number, size: AccessSize, value: number): number {
+  private exit(kind: number, address: number, size: 1 | 2 | 4, value: number): number {
+    this.exits++;
     const m = this.mailbox;
     m[KIND] = kind;
     m[SIZE] = size;
@@ -106,7 +112,7 @@ export class ExitingBus implements GuestBus {
 export function serveMailbox(mailboxes: Int32Array, index: number, bus: GuestBus): boolean {
   const base = index * MAILBOX_WORDS;
   if (Atomics.load(mailboxes, base + STATE) !== REQUEST) return false;
-  const size = mailboxes[base + SIZE]! as AccessSize;
+  const size = mailboxes[base + SIZE]! as 1 | 2 | 4;
   const address = (mailboxes[base + ADDRESS_LOW]! >>> 0) + (mailboxes[base + ADDRESS_HIGH]! >>> 0) * 2 ** 32;
   if (size !== 1 && size !== 2 && size !== 4) {
     mailboxes[base + VALUE] = -1;
