@@ -17,7 +17,7 @@ const region = fc
   });
 
 const arbMessage: fc.Arbitrary<VhostUserMessage> = fc.oneof(
-  fc.constantFrom('GET_FEATURES', 'GET_PROTOCOL_FEATURES', 'SET_OWNER', 'RESET_OWNER', 'GET_QUEUE_NUM', 'RESET_DEVICE', 'GET_MAX_MEM_SLOTS', 'GET_STATUS' as const).map((type) => ({ type }) as VhostUserMessage),
+  fc.constantFrom('GET_FEATURES', 'GET_PROTOCOL_FEATURES', 'SET_OWNER', 'RESET_OWNER', 'GET_QUEUE_NUM', 'RESET_DEVICE', 'GET_MAX_MEM_SLOTS', 'GET_STATUS' as const).map((type) => ({ type })),
   fc.record({ type: fc.constantFrom('SET_FEATURES' as const, 'SET_PROTOCOL_FEATURES' as const), value: u64 }),
   fc.record({ type: fc.constant('SET_STATUS' as const), status: fc.integer({ min: 0, max: 255 }) }),
   fc.record({ type: fc.constant('NET_SET_MTU' as const), mtu: fc.integer({ min: 0, max: 0xffff }) }),
