@@ -12,6 +12,8 @@ interface Common {
   /** `-f`: the image format; probed when absent. */
   readonly format?: string;
   readonly quiet: boolean;
+  /** `--allow-backing FILE` (vimg only): backing files the user allows outside the image's directory. */
+  readonly allowBacking: readonly string[];
 }
 
 export interface CreateCommand extends Common {
@@ -239,6 +241,7 @@ function run(name: string, argv: readonly string[], configure: (command: Command
     })
     .helpOption('-h, --help', 'show this help');
   configure(command);
+  command.option('--allow-backing <file>', 'allow this backing file outside the image directory (repeatable)', collect);
   try {
     command.parse([...argv], { from: 'user' });
   } catch (error) {
@@ -257,6 +260,10 @@ function run(name: string, argv: readonly string[], configure: (command: Command
 function str(opts: Record<string, unknown>, key: string): string | undefined {
   const value = opts[key];
   return typeof value === 'string' ? value : undefined;
+}
+
+function allowed(opts: Record<string, unknown>): string[] {
+  return (opts['allowBacking'] as string[] | undefined) ?? [];
 }
 
 function bool(opts: Record<string, unknown>, key: string): boolean {
@@ -311,6 +318,7 @@ function parseCreate(argv: readonly string[]): CreateCommand | HelpCommand {
   const sizeText = args[1];
   return {
     command: 'create',
+    allowBacking: allowed(opts),
     format: str(opts, 'f') ?? 'raw',
     options,
     unsafe: bool(opts, 'u'),
@@ -334,7 +342,8 @@ function parseInfo(argv: readonly string[]): InfoCommand | HelpCommand {
   );
   if (isHelp(parsed)) return parsed;
   const { opts, args } = parsed;
-  return { command: 'info', ...fmt(opts), quiet: false, output: outputFormat(opts), backingChain: bool(opts, 'backingChain'), filename: args[0]! };
+  return { command: 'info',
+    allowBacking: allowed(opts), ...fmt(opts), quiet: false, output: outputFormat(opts), backingChain: bool(opts, 'backingChain'), filename: args[0]! };
 }
 
 function fmt(opts: Record<string, unknown>): { format?: string } {
@@ -362,6 +371,7 @@ function parseCheck(argv: readonly string[]): CheckCommand | HelpCommand {
   if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new VimgError('USAGE', `Invalid option for -r: ${repair} (expected leaks or all)`, { option: 'r' });
   return {
     command: 'check',
+    allowBacking: allowed(opts),
     ...fmt(opts),
     quiet: bool(opts, 'q'),
     output: outputFormat(opts),
@@ -403,6 +413,7 @@ function parseConvert(argv: readonly string[]): ConvertCommand | HelpCommand {
   const sparse = str(opts, 'S');
   return {
     command: 'convert',
+    allowBacking: allowed(opts),
     ...fmt(opts),
     outputFormat: str(opts, 'O') ?? 'raw',
     options,
@@ -438,6 +449,7 @@ function parseCompare(argv: readonly string[]): CompareCommand | HelpCommand {
   const format2 = str(opts, 'F');
   return {
     command: 'compare',
+    allowBacking: allowed(opts),
     ...fmt(opts),
     ...(format2 !== undefined ? { format2 } : {}),
     strict: bool(opts, 's'),
@@ -467,6 +479,7 @@ function parseMap(argv: readonly string[]): MapCommand | HelpCommand {
   const max = str(opts, 'maxLength');
   return {
     command: 'map',
+    allowBacking: allowed(opts),
     ...fmt(opts),
     quiet: false,
     output: outputFormat(opts),
@@ -501,7 +514,8 @@ function parseSnapshot(argv: readonly string[]): SnapshotCommand | HelpCommand {
   }
   if (chosen.length > 1) throw new VimgError('USAGE', 'Cannot mix -l, -c, -a and -d', { command: 'snapshot' });
   const [action, name] = chosen[0] ?? ['list', undefined];
-  return { command: 'snapshot', ...fmt(opts), quiet: bool(opts, 'q'), action, ...(name !== undefined ? { name } : {}), filename: args[0]! };
+  return { command: 'snapshot',
+    allowBacking: allowed(opts), ...fmt(opts), quiet: bool(opts, 'q'), action, ...(name !== undefined ? { name } : {}), filename: args[0]! };
 }
 
 function parseResize(argv: readonly string[]): ResizeCommand | HelpCommand {
@@ -530,6 +544,7 @@ function parseResize(argv: readonly string[]): ResizeCommand | HelpCommand {
   const preallocation = str(opts, 'preallocation');
   return {
     command: 'resize',
+    allowBacking: allowed(opts),
     ...fmt(opts),
     quiet: bool(opts, 'q'),
     shrink: bool(opts, 'shrink'),
@@ -556,7 +571,8 @@ function parseCommit(argv: readonly string[]): CommitCommand | HelpCommand {
   if (isHelp(parsed)) return parsed;
   const { opts, args } = parsed;
   const base = str(opts, 'b');
-  return { command: 'commit', ...fmt(opts), quiet: bool(opts, 'q'), ...(base !== undefined ? { base } : {}), keep: bool(opts, 'd'), progress: bool(opts, 'p') && !bool(opts, 'q'), filename: args[0]! };
+  return { command: 'commit',
+    allowBacking: allowed(opts), ...fmt(opts), quiet: bool(opts, 'q'), ...(base !== undefined ? { base } : {}), keep: bool(opts, 'd'), progress: bool(opts, 'p') && !bool(opts, 'q'), filename: args[0]! };
 }
 
 function parseRebase(argv: readonly string[]): RebaseCommand | HelpCommand {
@@ -583,6 +599,7 @@ function parseRebase(argv: readonly string[]): RebaseCommand | HelpCommand {
   const backingFormat = str(opts, 'F');
   return {
     command: 'rebase',
+    allowBacking: allowed(opts),
     ...fmt(opts),
     quiet: bool(opts, 'q'),
     backingFile,
@@ -611,7 +628,8 @@ function parseAmend(argv: readonly string[]): AmendCommand | HelpCommand {
   const { opts, args } = parsed;
   const lists = (opts['o'] as string[] | undefined) ?? [];
   if (lists.length === 0) throw new VimgError('USAGE', 'Must specify options (-o)', { command: 'amend' });
-  return { command: 'amend', ...fmt(opts), quiet: bool(opts, 'q'), options: parseOptionList(joinOptionLists(lists)), force: bool(opts, 'force'), filename: args[0]! };
+  return { command: 'amend',
+    allowBacking: allowed(opts), ...fmt(opts), quiet: bool(opts, 'q'), options: parseOptionList(joinOptionLists(lists)), force: bool(opts, 'force'), filename: args[0]! };
 }
 
 function parseBench(argv: readonly string[]): BenchCommand | HelpCommand {
@@ -644,6 +662,7 @@ function parseBench(argv: readonly string[]): BenchCommand | HelpCommand {
   const step = str(opts, 'S');
   return {
     command: 'bench',
+    allowBacking: allowed(opts),
     ...fmt(opts),
     quiet: bool(opts, 'q'),
     count: integer('request count', str(opts, 'c'), 75000, 1),
