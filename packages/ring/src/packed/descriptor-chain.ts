@@ -92,6 +92,24 @@ export class PackedChainReader {
     const u16 = this.views.descU16;
     const base16 = this.views.desc16;
     const size = this.size;
+    if (count === 1) {
+      // Fast path: one direct descriptor (the common case, and the benchmark's).
+      const d = base32 + position * 4;
+      const flags = u16[base16 + position * 8 + 7]!;
+      if ((flags & VIRTQ_DESC_F_INDIRECT) === 0) {
+        const low = u32[d]!;
+        const high = u32[d + 1]!;
+        const length = u32[d + 2]!;
+        const address = high * TWO_POW_32 + low;
+        if (high > MAX_ADDRESS_HIGH || !this.mapped(address, length)) {
+          return this.error('ADDRESS_OUT_OF_RANGE', 'buffer is not inside guest memory', id, position, address, length);
+        }
+        const segment: Segment = { address, length };
+        return (flags & VIRTQ_DESC_F_WRITE) !== 0
+          ? { head: id, readable: EMPTY, writable: [segment], readableLength: 0, writableLength: length, descriptorCount: 1 }
+          : { head: id, readable: [segment], writable: EMPTY, readableLength: length, writableLength: 0, descriptorCount: 1 };
+      }
+    }
     let readable: Segment[] | null = null;
     let writable: Segment[] | null = null;
     let readableLength = 0;
