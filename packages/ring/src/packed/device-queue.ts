@@ -40,16 +40,18 @@ const UNKNOWN_WRITABLE = 0xffffffff;
  * @example
  * ```ts
  * const memory = GuestMemory.create([{ guestAddress: 0, size: 1 << 20 }]);
- * const layout = packedQueueLayout(256, 0x1000);
- * const driver = new PackedDriverQueue<string>(layout, { memory });
- * const device = new PackedDeviceQueue(layout, { memory });
+ * const layout = packedQueueLayout(100, 0x1000); // any size 1..32768
+ * const features = { eventIdx: true, indirect: false, inOrder: false };
+ * const driver = new PackedDriverQueue<string>(layout, { memory, features });
+ * const device = new PackedDeviceQueue(layout, { memory, features });
  * driver.add([{ address: 0x10000, length: 16 }], [{ address: 0x20000, length: 512 }], 'request 1');
- * if (driver.kickPrepare()) device.disableNotification(); // the "doorbell"
+ * driver.kickPrepare(); // true: ring the doorbell
  * for (let chain = device.pop(); chain !== null; chain = device.pop()) {
  *   memory.fill(chain.writable[0]!.address, 512, 0xab);
  *   device.pushUsed(chain.head, 512);
  * }
- * if (device.needsNotification()) console.log(driver.getUsed()); // { token: 'request 1', length: 512 }
+ * device.needsNotification(); // true: interrupt the driver
+ * driver.getUsed(); // { token: 'request 1', length: 512 }
  * ```
  */
 export class PackedDeviceQueue implements DeviceQueue {

@@ -47,6 +47,20 @@ export interface PackedDriverQueueOptions extends QueueOptions {
  * The constructor zeroes the three ring areas: call it before the device starts (DRIVER_OK).
  * A device that returns an unknown id or a length longer than the buffer's writable part makes
  * `getUsed()` throw `INVALID_USED_ELEMENT` (fatal): the queue is broken until `detachUnused()`.
+ *
+ * @example
+ * ```ts
+ * const driver = new PackedDriverQueue<number>(packedQueueLayout(64, 0x1000), {
+ *   memory,
+ *   features: { eventIdx: true, indirect: true, inOrder: false },
+ *   indirectArea: { address: 0x10000, maxDescriptors: 8 }, // 64 * 8 * 16 bytes
+ * });
+ * driver.add([header, ...dataOut], [status], 1); // 2+ segments: one slot, an indirect table
+ * if (driver.kickPrepare()) notify();
+ * driver.disableCallback(); // polling...
+ * for (let u = driver.getUsed(); u !== null; u = driver.getUsed()) complete(u.token, u.length);
+ * if (!driver.enableCallback()) poll(); // completions arrived meanwhile: do not sleep
+ * ```
  */
 export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly layout = 'packed' as const;
