@@ -270,3 +270,25 @@ describe('DeviceCore', () => {
     expect(() => setup(device)).toThrow(/VERSION_1/);
   });
 });
+
+describe('DeviceCore queue validation', () => {
+  it('2.6: queue areas that overlap each other are refused with NEEDS_RESET', () => {
+    const { core } = setup();
+    negotiate(core, featureBits(VIRTIO_F_VERSION_1));
+    core.setQueueSize(0, 8);
+    core.setQueueAddressHalf(0, 'desc', false, 0x10000);
+    core.setQueueAddressHalf(0, 'driver', false, 0x10040); // inside the 128-byte descriptor table
+    core.setQueueAddressHalf(0, 'device', false, 0x12000);
+    core.enableQueue(0);
+    expect(core.lastError?.code).toBe('QUEUE_ADDRESS_INVALID');
+    expect(core.status & VIRTIO_CONFIG_S_NEEDS_RESET).not.toBe(0);
+  });
+
+  it('2.7.5: a descriptor table that is not 16-byte aligned is refused', () => {
+    const { core } = setup();
+    negotiate(core, featureBits(VIRTIO_F_VERSION_1));
+    program(core, 0, 0x10008, 8);
+    core.enableQueue(0);
+    expect(core.lastError?.message).toMatch(/aligned/);
+  });
+});

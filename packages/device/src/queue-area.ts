@@ -58,10 +58,20 @@ export function queueSizeProblem(layout: 'split' | 'packed', size: number, max: 
  * entirely backed by guest memory — or undefined when it is usable.
  */
 export function queueAreaProblem(memory: GuestMemory, queueRing: QueueRing): string | undefined {
-  for (const area of queueAreas(queueRing)) {
+  const areas = queueAreas(queueRing);
+  for (const area of areas) {
     if (!isValidRange(area.address, area.length)) return `${area.name} area address 0x${area.address.toString(16)} is not a valid guest range`;
     if (area.address % area.alignment !== 0) return `${area.name} area 0x${area.address.toString(16)} is not ${area.alignment}-byte aligned`;
     if (!memory.isMapped(area.address, area.length)) return `${area.name} area 0x${area.address.toString(16)}+${area.length} is not backed by guest memory`;
+  }
+  // The areas must not overlap: the device writes the used ring, and must not write over the
+  // descriptors or the available ring it reads (a driver gets this wrong only on purpose).
+  for (let i = 0; i < areas.length; i++) {
+    for (let j = i + 1; j < areas.length; j++) {
+      const a = areas[i]!;
+      const b = areas[j]!;
+      if (a.address < b.address + b.length && b.address < a.address + a.length) return `${a.name} and ${b.name} areas overlap`;
+    }
   }
   return undefined;
 }
