@@ -1,5 +1,9 @@
 export type { BlockDriver, BlockDriverInfo, BlockFile, BlockStatus } from './block-driver.js';
 export { BlockError, type BlockErrorCode, type BlockErrorContext } from './errors.js';
+export { MemoryFile, type MemoryFileOptions } from './memory-file.js';
+export { probeFormat, type ImageFormat } from './probe.js';
+export { RawDriver, createRaw, type RawCreateOptions, type RawOpenOptions } from './raw/raw-driver.js';
 export type { CompressionType, Qcow2Codec } from './qcow2/codec.js';
-export { createDeflateCodec } from './qcow2/compression-deflate.js';
-export { createZstdCodec } from './qcow2/compression-zstd.js';
+export { Qcow2Driver } from './qcow2/qcow2-driver.js';
+export type { Qcow2OpenOptions } from './qcow2/qcow2-image.js';
+export { createQcow2, type Preallocation, type Qcow2CreateOptions } from './qcow2/create.js';
