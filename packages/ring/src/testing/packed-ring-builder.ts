@@ -43,7 +43,12 @@ export class PackedRingBuilder {
   /** Writes one descriptor at `slot` with the given lap's AVAIL/USED bits (unless `raw`). */
   write(slot: number, descriptor: RawPackedDescriptor, wrap = this.wrap): void {
     const at = this.layout.descRing + slot * 16;
-    this.memory.writeU64(at, BigInt(descriptor.address));
+    if (typeof descriptor.address === 'number') {
+      this.memory.writeU32(at, descriptor.address >>> 0);
+      this.memory.writeU32(at + 4, Math.floor(descriptor.address / 0x1_0000_0000) >>> 0);
+    } else {
+      this.memory.writeU64(at, descriptor.address);
+    }
     this.memory.writeU32(at + 8, descriptor.length >>> 0);
     this.memory.writeU16(at + 12, descriptor.id ?? 0);
     const flags = descriptor.raw === true ? (descriptor.flags ?? 0) : (descriptor.flags ?? 0) | packedAvailFlags(wrap);
