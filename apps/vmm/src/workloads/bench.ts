@@ -46,61 +46,53 @@ export async function runBench(context: WorkloadContext, config: BenchWorkloadCo
   if (writes && disk.readOnly) throw new VmmError('GUEST_ERROR', `bench: rw=${config.rw} on read-only disk ${config.disk}`);
   const random = config.rw.startsWith('rand');
   const histogram = new LatencyHistogram();
-  const slots = config.iodepth * config.numjobs;
-  const buffers: number[] = [];
+  // Written data: something other than zeroes, so a sparse-aware backing store cannot skip it.
+  const data = new Uint8Array(bs).fill(0xa5);
   let reads = 0;
   let writeCount = 0;
-  try {
-    for (let i = 0; i < slots; i++) buffers.push(context.allocator.allocate(bs, 4096));
-    // Written data: something other than zeroes, so a sparse-aware backing store cannot skip it.
-    for (const address of buffers) context.memory.fill(address, bs, 0xa5);
-    const start = performance.now();
-    const deadline = start + config.runtime;
-    let lastProgress = 0;
-    const job = async (jobIndex: number): Promise<void> => {
-      const next = xorshift32(seed + jobIndex * 0x1000_0001);
-      let sequential = Math.floor((blocks * jobIndex) / config.numjobs);
-      const lane = async (laneIndex: number): Promise<void> => {
-        const address = buffers[jobIndex * config.iodepth + laneIndex]!;
-        while (performance.now() < deadline) {
-          const block = random ? next() % blocks : sequential++ % blocks;
-          const isWrite = config.rw === 'randrw' ? next() % 100 >= config.rwmixread : writes;
-          const t0 = performance.now();
-          if (isWrite) await disk.write(block * bs, address, bs);
-          else await disk.read(block * bs, address, bs);
-          const t1 = performance.now();
-          histogram.record((t1 - t0) * 1e6);
-          if (isWrite) writeCount++;
-          else reads++;
-          if (t1 - lastProgress > 100) {
-            lastProgress = t1;
-            context.progress(Math.min(1, (t1 - start) / config.runtime));
-          }
+  const start = performance.now();
+  const deadline = start + config.runtime;
+  let lastProgress = 0;
+  const job = async (jobIndex: number): Promise<void> => {
+    const next = xorshift32(seed + jobIndex * 0x1000_0001);
+    let sequential = Math.floor((blocks * jobIndex) / config.numjobs);
+    const lane = async (): Promise<void> => {
+      while (performance.now() < deadline) {
+        const block = random ? next() % blocks : sequential++ % blocks;
+        const isWrite = config.rw === 'randrw' ? next() % 100 >= config.rwmixread : writes;
+        const t0 = performance.now();
+        if (isWrite) await disk.write(block * bs, data);
+        else await disk.read(block * bs, bs);
+        const t1 = performance.now();
+        histogram.record((t1 - t0) * 1e6);
+        if (isWrite) writeCount++;
+        else reads++;
+        if (t1 - lastProgress > 100) {
+          lastProgress = t1;
+          context.progress(Math.min(1, (t1 - start) / config.runtime));
         }
-      };
-      const lanes: Promise<void>[] = [];
-      for (let l = 0; l < config.iodepth; l++) lanes.push(lane(l));
-      await Promise.all(lanes);
+      }
     };
-    const jobs: Promise<void>[] = [];
-    for (let j = 0; j < config.numjobs; j++) jobs.push(job(j));
-    await Promise.all(jobs);
-    const elapsedNs = (performance.now() - start) * 1e6;
-    context.progress(1);
-    return {
-      type: 'bench',
-      disk: config.disk,
-      rw: config.rw,
-      bs,
-      iodepth: config.iodepth,
-      numjobs: config.numjobs,
-      reads,
-      writes: writeCount,
-      bytes: (reads + writeCount) * bs,
-      elapsedNs,
-      latency: histogram.toJSON(),
-    };
-  } finally {
-    for (const address of buffers) context.allocator.free(address);
-  }
+    const lanes: Promise<void>[] = [];
+    for (let l = 0; l < config.iodepth; l++) lanes.push(lane());
+    await Promise.all(lanes);
+  };
+  const jobs: Promise<void>[] = [];
+  for (let j = 0; j < config.numjobs; j++) jobs.push(job(j));
+  await Promise.all(jobs);
+  const elapsedNs = (performance.now() - start) * 1e6;
+  context.progress(1);
+  return {
+    type: 'bench',
+    disk: config.disk,
+    rw: config.rw,
+    bs,
+    iodepth: config.iodepth,
+    numjobs: config.numjobs,
+    reads,
+    writes: writeCount,
+    bytes: (reads + writeCount) * bs,
+    elapsedNs,
+    latency: histogram.toJSON(),
+  };
 }

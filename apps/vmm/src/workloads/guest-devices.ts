@@ -2,18 +2,19 @@ import type { GuestMemory } from '@virtio-ts/memory';
 import type { GuestAllocator } from '@virtio-ts/device';
 
 /**
- * What a guest workload sees of a virtio-blk disk: the front-end driver, with request buffers in
- * guest memory. Every call is one virtio-blk request (VIRTIO 1.3 §5.2.6).
+ * What a guest workload sees of a virtio-blk disk: the front-end driver (`@virtio-ts/drivers`
+ * BlkDriver), which places each request's data in DMA buffers in guest memory. A request larger
+ * than the device's limits is split by the driver (VIRTIO 1.3 §5.2.6).
  */
 export interface GuestDisk {
   /** Capacity in bytes (config `capacity` × 512). */
   readonly capacity: number;
   /** VIRTIO_BLK_F_RO was offered. */
   readonly readOnly: boolean;
-  /** VIRTIO_BLK_T_IN: reads `length` bytes at disk byte `offset` into guest memory at `address`. */
-  read(offset: number, address: number, length: number): Promise<void>;
-  /** VIRTIO_BLK_T_OUT: writes `length` bytes from guest memory at `address` to disk byte `offset`. */
-  write(offset: number, address: number, length: number): Promise<void>;
+  /** VIRTIO_BLK_T_IN: `length` bytes at disk byte `offset`. */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  /** VIRTIO_BLK_T_OUT: `data` at disk byte `offset`. */
+  write(offset: number, data: Uint8Array): Promise<void>;
   /** VIRTIO_BLK_T_FLUSH. */
   flush(): Promise<void>;
 }
@@ -25,10 +26,10 @@ export interface GuestConsole {
   read(maxLength: number): Promise<Uint8Array>;
 }
 
-/** What a guest workload sees of a virtio-rng device. */
+/** What a guest workload sees of a virtio-rng device (§5.4): one request of at most `length` bytes. */
 export interface GuestRng {
-  /** Fills `length` bytes of guest memory at `address` with entropy; resolves with the bytes written. */
-  read(address: number, length: number): Promise<number>;
+  /** Entropy: what the device wrote into a `length`-byte buffer (possibly fewer bytes). */
+  read(length: number): Promise<Uint8Array>;
 }
 
 /** Everything a workload runs with: the vCPU's view of guest memory and its devices. */

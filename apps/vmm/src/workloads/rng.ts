@@ -20,26 +20,20 @@ const REQUEST_BYTES = 4096;
  */
 export async function runRng(context: WorkloadContext, bytes: number): Promise<RngResult> {
   const rng = context.rng();
-  const address = context.allocator.allocate(REQUEST_BYTES, 16);
   const seen = new Uint8Array(256);
   let got = 0;
   let requests = 0;
+  let empty = 0;
   const start = performance.now();
-  try {
-    while (got < bytes) {
-      const want = Math.min(REQUEST_BYTES, bytes - got);
-      context.memory.fill(address, want, 0);
-      const n = await rng.read(address, want);
-      requests++;
-      if (!Number.isInteger(n) || n < 0 || n > want) throw new VmmError('GUEST_ERROR', `rng: the device reported ${n} bytes for a ${want}-byte buffer`);
-      if (n === 0 && requests > 1000) throw new VmmError('GUEST_ERROR', 'rng: the device keeps returning no entropy');
-      const view = context.memory.slice(address, n);
-      for (const b of view) seen[b] = 1;
-      got += n;
-      context.progress(got / bytes);
-    }
-  } finally {
-    context.allocator.free(address);
+  while (got < bytes) {
+    const want = Math.min(REQUEST_BYTES, bytes - got);
+    const data = await rng.read(want);
+    requests++;
+    if (data.length > want) throw new VmmError('GUEST_ERROR', `rng: the device returned ${data.length} bytes for a ${want}-byte buffer`);
+    if (data.length === 0 && ++empty > 1000) throw new VmmError('GUEST_ERROR', 'rng: the device keeps returning no entropy');
+    for (const b of data) seen[b] = 1;
+    got += data.length;
+    context.progress(got / bytes);
   }
   const distinctValues = seen.reduce((a, b) => a + b, 0);
   if (bytes >= REQUEST_BYTES && distinctValues < 200) {

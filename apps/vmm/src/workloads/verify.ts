@@ -32,35 +32,28 @@ export async function runVerify(context: WorkloadContext, config: VerifyWorkload
   const blocks = Math.floor(size / bs);
   if (blocks === 0) throw new VmmError('GUEST_ERROR', `verify: disk ${config.disk} (${disk.capacity} bytes) is smaller than one ${bs}-byte block`);
   const depth = Math.min(config.iodepth, blocks);
-  const buffers: number[] = [];
-  try {
-    for (let i = 0; i < depth; i++) buffers.push(context.allocator.allocate(bs, 4096));
-    const total = blocks * 2;
-    let done = 0;
-    const writeStart = performance.now();
-    await runPool(blocks, depth, async (block, slot) => {
-      const address = buffers[slot]!;
-      fillPattern(context.memory.slice(address, bs), block * bs, seed);
-      await disk.write(block * bs, address, bs);
-      context.progress(++done / total);
-    });
-    await disk.flush();
-    const writeMs = performance.now() - writeStart;
-    const readStart = performance.now();
-    await runPool(blocks, depth, async (block, slot) => {
-      const address = buffers[slot]!;
-      context.memory.fill(address, bs, 0);
-      await disk.read(block * bs, address, bs);
-      const at = findPatternMismatch(context.memory.slice(address, bs), block * bs, seed);
-      if (at >= 0) {
-        const offset = block * bs + at;
-        throw new VmmError('VERIFY_MISMATCH', `verify: disk ${config.disk} read back different data at byte ${offset}`, { offset });
-      }
-      context.progress(++done / total);
-    });
-    const readMs = performance.now() - readStart;
-    return { type: 'verify', disk: config.disk, bytes: blocks * bs, requests: blocks * 2 + 1, bs, seed, writeMs, readMs };
-  } finally {
-    for (const address of buffers) context.allocator.free(address);
-  }
+  const buffers = Array.from({ length: depth }, () => new Uint8Array(bs));
+  const total = blocks * 2;
+  let done = 0;
+  const writeStart = performance.now();
+  await runPool(blocks, depth, async (block, slot) => {
+    const buffer = buffers[slot]!;
+    fillPattern(buffer, block * bs, seed);
+    await disk.write(block * bs, buffer);
+    context.progress(++done / total);
+  });
+  await disk.flush();
+  const writeMs = performance.now() - writeStart;
+  const readStart = performance.now();
+  await runPool(blocks, depth, async (block) => {
+    const data = await disk.read(block * bs, bs);
+    const at = findPatternMismatch(data, block * bs, seed);
+    if (at >= 0) {
+      const offset = block * bs + at;
+      throw new VmmError('VERIFY_MISMATCH', `verify: disk ${config.disk} read back different data at byte ${offset}`, { offset });
+    }
+    context.progress(++done / total);
+  });
+  const readMs = performance.now() - readStart;
+  return { type: 'verify', disk: config.disk, bytes: blocks * bs, requests: blocks * 2 + 1, bs, seed, writeMs, readMs };
 }

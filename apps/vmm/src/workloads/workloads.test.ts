@@ -17,7 +17,7 @@ class ArrayDisk implements GuestDisk {
   writes = 0;
   flushes = 0;
   constructor(
-    private readonly memory: GuestMemory,
+    _memory: GuestMemory,
     size: number,
     private readonly corruptAt = -1,
   ) {
@@ -26,16 +26,16 @@ class ArrayDisk implements GuestDisk {
   get capacity(): number {
     return this.bytes.length;
   }
-  async read(offset: number, address: number, length: number): Promise<void> {
+  async read(offset: number, length: number): Promise<Uint8Array> {
     await Promise.resolve();
     this.reads++;
-    this.memory.write(address, this.bytes.subarray(offset, offset + length));
+    return this.bytes.slice(offset, offset + length);
   }
-  async write(offset: number, address: number, length: number): Promise<void> {
+  async write(offset: number, data: Uint8Array): Promise<void> {
     await Promise.resolve();
     this.writes++;
-    this.memory.read(address, this.bytes.subarray(offset, offset + length));
-    if (this.corruptAt >= offset && this.corruptAt < offset + length) this.bytes[this.corruptAt]! ^= 1;
+    this.bytes.set(data, offset);
+    if (this.corruptAt >= offset && this.corruptAt < offset + data.length) this.bytes[this.corruptAt]! ^= 1;
   }
   async flush(): Promise<void> {
     this.flushes++;
@@ -107,12 +107,13 @@ describe('bench', () => {
     const counting: GuestDisk = {
       capacity: disk.capacity,
       readOnly: false,
-      read: async (o, a, l) => {
+      read: async (o, l) => {
         maxInFlight = Math.max(maxInFlight, ++inFlight);
-        await disk.read(o, a, l);
+        const data = await disk.read(o, l);
         inFlight--;
+        return data;
       },
-      write: (o, a, l) => disk.write(o, a, l),
+      write: (o, d) => disk.write(o, d),
       flush: () => disk.flush(),
     };
     const result = await runBench(contextFor(counting, memory), benchConfig({ rw: 'randread', iodepth: 8, numjobs: 2, runtime: '100ms' }), 1);

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+// `vmm`: the virtio-ts reference VMM. Prints `vmm: <message> [CODE]` for every error, never a stack.
+import { Command, CommanderError, Option } from 'commander';
+import { describeError, VmmError } from './errors.js';
+import { runCommand, type RunCommandOptions } from './cli/run-command.js';
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+const count = (_: unknown, previous = 0): number => previous + 1;
+
+function program(): Command {
+  const cli = new Command('vmm').description('The virtio-ts reference VMM').exitOverride().showHelpAfterError();
+  cli
+    .command('run', { isDefault: true })
+    .description('Boot the model guest (vCPU worker threads driving our devices over virtio) and run workloads')
+    .option('--config <file>', 'VM config as JSON (flags given too override its fields)')
+    .option('--memory <size>', 'guest RAM, e.g. 256M')
+    .option('--vcpus <n>', 'vCPU worker threads')
+    .addOption(new Option('--transport <transport>', 'virtio transport').choices(['pci', 'mmio']))
+    .addOption(new Option('--ring <layout>', 'virtqueue layout').choices(['split', 'packed']))
+    .option('--event-idx <on|off>', 'offer VIRTIO_RING_F_EVENT_IDX')
+    .option('--indirect <on|off>', 'offer VIRTIO_RING_F_INDIRECT_DESC')
+    .option('--queue-size <n>', 'virtqueue size (a power of two)')
+    .addOption(new Option('--dispatch <mode>', 'vCPUs as worker threads, or inline with synchronous dispatch').choices(['workers', 'inline']))
+    .option('--timeout <duration>', 'abandon the run after this long (e.g. 600, 10m)')
+    .option('--blk <options>', 'a virtio-blk disk: path=IMG,format=raw|qcow2,readonly=on,queues=N,cache=writeback|writethrough|none, or size=64M for a memory disk (repeatable)', collect)
+    .option('--rng', 'a virtio-rng device (repeatable)', count)
+    .option('--console', 'a virtio-console device (repeatable)', count)
+    .option('--workload <options>', 'verify|bench|console|rng with key=value options, e.g. bench,rw=randread,bs=4k,iodepth=32,numjobs=1,runtime=5 (repeatable)', collect)
+    .option('--json', 'print the report as JSON')
+    .option('--no-progress', 'no progress bar')
+    .action(async (options: RunCommandOptions) => {
+      await runCommand(options, (text) => process.stdout.write(`${text}\n`));
+    });
+  return cli;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  try {
+    await program().parseAsync([...argv], { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    process.stderr.write(`vmm: ${describeError(error)}\n`);
+    return VmmError.isInstance(error) && (error.code === 'INVALID_CONFIG' || error.code === 'INVALID_OPTION') ? 2 : 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));
