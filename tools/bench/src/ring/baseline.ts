@@ -43,6 +43,8 @@ export function baselineRoundTrips(ring: FlatRing, segments: number, ops: number
   let lastUsed = 0;
   let head = 0;
   let sink = 0;
+  let served = 0;
+  let reaped = 0;
   const started = performance.now();
   for (let i = 0; i < ops; i++) {
     // Driver: write the chain's descriptors, the avail entry, then avail idx.
@@ -74,16 +76,19 @@ export function baselineRoundTrips(ring: FlatRing, segments: number, ops: number
       u32[slot + 1] = written;
       usedIdx = (usedIdx + 1) & 0xffff;
       Atomics.store(u16, ui, usedIdx);
+      served++;
     }
     // Driver: read used idx and the element.
     if (Atomics.load(u16, ui) !== lastUsed) {
       const slot = ur + (lastUsed & mask) * 2;
       sink += u32[slot]! + u32[slot + 1]!;
       lastUsed = (lastUsed + 1) & 0xffff;
+      reaped++;
     }
     head = (head + segments) & mask;
   }
   const seconds = (performance.now() - started) / 1000;
   if (sink === -1) console.log(sink);
+  if (served !== ops || reaped !== ops) throw new Error(`split baseline lost buffers: ${served}/${reaped} of ${ops}`);
   return ops / seconds;
 }

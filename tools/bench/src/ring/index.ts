@@ -2,6 +2,7 @@ import { alternate } from '../measure.js';
 import { row, type Row } from '../report.js';
 import type { Suite, SuiteOptions } from '../suite.js';
 import { baselineRoundTrips, flatRing } from './baseline.js';
+import { packedBaselineRoundTrips, packedRoundTripper } from './packed.js';
 import { splitRoundTripper } from './split.js';
 import { crossThreadRoundTrips } from './threads.js';
 
@@ -20,14 +21,25 @@ async function run(options: SuiteOptions): Promise<Row[]> {
     rows.push(row(`split ${segments}-desc round trips, 1 thread`, 'ops/s', single.ours, single.peer));
   }
   for (const segments of [1, 4]) {
-    options.log(`split ${segments}-descriptor chains, two workers`);
-    const repeats = Math.max(1, Math.ceil(options.repeats / 2));
-    const cross = await alternate(
-      repeats,
-      () => crossThreadRoundTrips('ours', segments, threadOps),
-      () => crossThreadRoundTrips('baseline', segments, threadOps),
-    );
-    rows.push(row(`split ${segments}-desc round trips, 2 workers`, 'ops/s', cross.ours, cross.peer));
+    const ours = packedRoundTripper(segments);
+    const flat = new SharedArrayBuffer(1 << 16);
+    ours(singleOps);
+    packedBaselineRoundTrips(flat, 256, segments, singleOps, 0x8000);
+    options.log(`packed ${segments}-descriptor chains, one thread`);
+    const single = await alternate(options.repeats, () => ours(singleOps), () => packedBaselineRoundTrips(flat, 256, segments, singleOps, 0x8000));
+    rows.push(row(`packed ${segments}-desc round trips, 1 thread`, 'ops/s', single.ours, single.peer));
+  }
+  for (const layout of ['split', 'packed'] as const) {
+    for (const segments of [1, 4]) {
+      options.log(`${layout} ${segments}-descriptor chains, two workers`);
+      const repeats = Math.max(1, Math.ceil(options.repeats / 2));
+      const cross = await alternate(
+        repeats,
+        () => crossThreadRoundTrips(layout, 'ours', segments, threadOps),
+        () => crossThreadRoundTrips(layout, 'baseline', segments, threadOps),
+      );
+      rows.push(row(`${layout} ${segments}-desc round trips, 2 workers`, 'ops/s', cross.ours, cross.peer));
+    }
   }
   return rows;
 }

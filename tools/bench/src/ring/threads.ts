@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { splitQueueFootprint } from '@virtio-ts/ring';
+import { packedQueueFootprint, splitQueueFootprint } from '@virtio-ts/ring';
 import type { RingWorkerData } from './ring.worker.js';
 
 const WORKER_URL = new URL('./ring.worker.js', import.meta.url);
@@ -21,11 +21,19 @@ function startWorker(data: RingWorkerData): { ready: Promise<void>; done: Promis
  * SharedArrayBuffer guest memory with Atomics doorbell/interrupt words. Worker start-up is
  * outside the timed window (a start barrier).
  */
-export async function crossThreadRoundTrips(impl: 'ours' | 'baseline', segments: number, requests: number, size = 256): Promise<number> {
-  const dataAddress = Math.ceil(splitQueueFootprint(size) / 4096) * 4096;
+export async function crossThreadRoundTrips(
+  layout: 'split' | 'packed',
+  impl: 'ours' | 'baseline',
+  segments: number,
+  requests: number,
+  size = 256,
+): Promise<number> {
+  // The packed baseline keeps its two suppression words right after the descriptor ring.
+  const footprint = layout === 'split' ? splitQueueFootprint(size) : packedQueueFootprint(size);
+  const dataAddress = Math.ceil(footprint / 4096) * 4096;
   const memory = new SharedArrayBuffer(dataAddress + 64 * 1024);
   const signals = new SharedArrayBuffer(16);
-  const base = { impl, memory, signals, size, segments, requests, dataAddress };
+  const base = { layout, impl, memory, signals, size, segments, requests, dataAddress };
   const device = startWorker({ ...base, role: 'device' });
   const driver = startWorker({ ...base, role: 'driver' });
   await Promise.all([device.ready, driver.ready]);
