@@ -1,0 +1,186 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { BlockError } from '../errors.js';
+import { MemoryFile } from '../memory-file.js';
+import { qemuImg, qemuImgOk, qemuImgSkipReason, tempDir } from '../testing/node-qemu-img.js';
+import { checkExitCode, checkQcow2, qemuImgCheckJson, type Qcow2RepairMode } from './check.js';
+
+/**
+ * `checkQcow2` against `qemu-img check` on images qemu-img made and we damaged in known ways:
+ * the same JSON report before repair, after `-r leaks` and after `-r all`, and qemu-img's own
+ * check of the file we repaired gives what its own repair gives.
+ */
+const skip = qemuImgSkipReason();
+const CS = 65536;
+
+function qemuIo(path: string, command: string): void {
+  const r = spawnSync('qemu-io', ['-f', 'qcow2', '-c', command, path], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`qemu-io ${command}: ${r.stderr}`);
+}
+
+/** qemu-img check --output=json, without the filename, and its exit status. */
+function theirs(path: string, repair?: Qcow2RepairMode): { json: Record<string, unknown> | null; status: number } {
+  const r = qemuImg(['check', '--output=json', ...(repair === undefined ? [] : ['-r', repair]), path]);
+  // "Check failed": no report, exit status 1.
+  if (r.stdout.trim() === '') return { json: null, status: r.status };
+  const json = JSON.parse(r.stdout) as Record<string, unknown>;
+  delete json.filename;
+  return { json, status: r.status };
+}
+
+/** Our check on the file's bytes (written back after a repair). */
+async function ours(path: string, repair?: Qcow2RepairMode): Promise<{ json: Record<string, unknown> | null; status: number; messages: string[] }> {
+  const file = new MemoryFile({ data: new Uint8Array(readFileSync(path)) });
+  let result;
+  try {
+    result = await checkQcow2(file, repair === undefined ? {} : { repair });
+  } catch (error) {
+    if (!BlockError.isInstance(error)) throw error;
+    writeFileSync(path, file.snapshot());
+    return { json: null, status: 1, messages: [error.message] };
+  }
+  if (repair !== undefined) writeFileSync(path, file.snapshot());
+  return { json: qemuImgCheckJson(result), status: checkExitCode(result), messages: result.messages };
+}
+
+interface Layout {
+  reftable: number;
+  refblock: number;
+  l1: number;
+  l2: number;
+  clusters: number;
+}
+
+function layout(bytes: Uint8Array): Layout {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const reftable = Number(v.getBigUint64(48));
+  const l1 = Number(v.getBigUint64(40));
+  return {
+    reftable,
+    refblock: Number(v.getBigUint64(reftable)),
+    l1,
+    l2: Number(v.getBigUint64(l1) & 0x00fffffffffffe00n),
+    clusters: Math.ceil(bytes.length / CS),
+  };
+}
+
+type Damage = (bytes: Uint8Array, at: Layout) => Uint8Array;
+
+const setU16 = (b: Uint8Array, off: number, value: number) => new DataView(b.buffer, b.byteOffset).setUint16(off, value);
+const setU64 = (b: Uint8Array, off: number, value: bigint) => new DataView(b.buffer, b.byteOffset).setBigUint64(off, value);
+const extend = (b: Uint8Array, by: number) => {
+  const out = new Uint8Array(b.length + by);
+  out.set(b);
+  return out;
+};
+const COPIED = 1n << 63n;
+
+/** `qemuAllFails`: qemu-img -r all gives up (it marks the image corrupt mid-repair); we must repair it. */
+const scenarios: [name: string, damage: Damage, qemuAllFails?: boolean][] = [
+  ['a leaked cluster (refcount 1, no reference)', (b, at) => {
+    const out = extend(b, CS);
+    setU16(out, at.refblock + 2 * at.clusters, 1);
+    return out;
+  }],
+  ['a refcount too high on a data cluster (leak + OFLAG_COPIED)', (b, at) => (setU16(b, at.refblock + 2 * (at.clusters - 4), 3), b)],
+  ['a data cluster with refcount 0 (rebuild)', (b, at) => (setU16(b, at.refblock + 2 * (at.clusters - 3), 0), b)],
+  ['an L2 table with refcount 0', (b, at) => (setU16(b, at.refblock + 2 * (at.l2 / CS), 0), b)],
+  ['an L2 entry past the end of the file', (b, at) => (setU64(b, at.l2 + 8 * 4, COPIED | 0x1000000n), b)],
+  ['an unaligned L2 entry', (b, at) => {
+    const out = extend(b, CS);
+    setU64(out, at.l2 + 8 * 5, COPIED | BigInt(at.clusters * CS + 0x200));
+    return out;
+  }],
+  ['OFLAG_COPIED missing on a data cluster', (b, at) => {
+    const v = new DataView(b.buffer, b.byteOffset);
+    setU64(b, at.l2 + 8, v.getBigUint64(at.l2 + 8) & ~COPIED);
+    return b;
+  }],
+  ['OFLAG_COPIED missing on the L1 entry', (b, at) => {
+    const v = new DataView(b.buffer, b.byteOffset);
+    setU64(b, at.l1, v.getBigUint64(at.l1) & ~COPIED);
+    return b;
+  }],
+  ['a data cluster overlapping the L1 table (metadata overlap)', (b, at) => (setU64(b, at.l2 + 8 * 6, COPIED | BigInt(at.l1)), b)],
+  ['a data cluster shared by two L2 entries', (b, at) => {
+    const v = new DataView(b.buffer, b.byteOffset);
+    setU64(b, at.l2 + 8 * 7, v.getBigUint64(at.l2));
+    return b;
+  }],
+  ['an unaligned refcount block entry', (b, at) => (setU64(b, at.reftable, BigInt(at.refblock + 512)), b), true],
+];
+
+describe.skipIf(skip !== undefined)('qcow2 check and repair vs qemu-img check', () => {
+  const tmp = tempDir('virtio-ts-check-');
+  let base: string;
+  beforeAll(() => {
+    base = tmp.path('base.qcow2');
+    qemuImgOk(['create', '-q', '-f', 'qcow2', base, '4M']);
+    qemuIo(base, 'write -P 1 0 256k');
+  });
+  afterAll(() => tmp.remove());
+
+  it('a clean image: the same report, exit status 0', async () => {
+    expect(await ours(base)).toMatchObject(theirs(base));
+  });
+
+  for (const [name, damage, qemuAllFails] of scenarios) {
+    it(`H20: ${name}: the same report before and after -r leaks and -r all`, async () => {
+      const bytes = new Uint8Array(readFileSync(base));
+      const damaged = tmp.path(`${name.replace(/\W+/g, '-')}.qcow2`);
+      writeFileSync(damaged, damage(bytes, layout(bytes)));
+      const before = await ours(damaged);
+      expect({ json: before.json, status: before.status }).toEqual(theirs(damaged));
+      for (const mode of ['leaks', 'all'] as const) {
+        const a = `${damaged}.${mode}.a`;
+        const b = `${damaged}.${mode}.b`;
+        copyFileSync(damaged, a);
+        copyFileSync(damaged, b);
+        const repairedByQemu = theirs(a, mode);
+        const repairedByUs = await ours(b, mode);
+        if (qemuAllFails === true && mode === 'all') {
+          expect(repairedByQemu.json).toBeNull();
+          expect(repairedByUs).toMatchObject({ status: 0, json: { 'check-errors': 0 } });
+          expect(repairedByUs.json).not.toHaveProperty('corruptions');
+          expect(theirs(b)).toMatchObject({ status: 0 });
+          continue;
+        }
+        expect({ json: repairedByUs.json, status: repairedByUs.status }).toEqual(repairedByQemu);
+        // qemu-img finds in our repaired file what it finds in its own.
+        expect(theirs(b)).toEqual(theirs(a));
+      }
+    });
+  }
+
+  it('an image with snapshots and compressed clusters: the same report, before and after damage', async () => {
+    const raw = tmp.path('mixed.raw');
+    const data = new Uint8Array(2 << 20);
+    for (let i = 0; i < data.length; i++) data[i] = (i >> 12) % 3 === 0 ? 0 : (i * 7) & 0x3f;
+    writeFileSync(raw, data);
+    const path = tmp.path('mixed.qcow2');
+    qemuImgOk(['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', raw, path]);
+    qemuImgOk(['snapshot', '-c', 'one', path]);
+    qemuIo(path, 'write -P 9 64k 128k');
+    qemuImgOk(['snapshot', '-c', 'two', path]);
+    qemuIo(path, 'write -P 8 1M 64k');
+    const clean = await ours(path);
+    expect(clean.json?.['compressed-clusters']).toBeGreaterThan(0);
+    expect({ json: clean.json, status: clean.status }).toEqual(theirs(path));
+    // Drop one reference from a cluster the snapshots share: refcount too low.
+    const bytes = new Uint8Array(readFileSync(path));
+    const at = layout(bytes);
+    const v = new DataView(bytes.buffer);
+    const shared = Number(v.getBigUint64(at.l2 + 8 * 1) & 0x00fffffffffffe00n) / CS;
+    const rc = v.getUint16(at.refblock + 2 * shared);
+    expect(rc).toBeGreaterThan(1);
+    v.setUint16(at.refblock + 2 * shared, rc - 1);
+    writeFileSync(path, bytes);
+    const broken = await ours(path);
+    expect({ json: broken.json, status: broken.status }).toEqual(theirs(path));
+    expect(broken.json?.corruptions).toBeGreaterThan(0);
+    copyFileSync(path, `${path}.q`);
+    expect(await ours(path, 'all')).toMatchObject(theirs(`${path}.q`, 'all'));
+    expect(theirs(path)).toMatchObject({ status: 0 });
+  });
+});
