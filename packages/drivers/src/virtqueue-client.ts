@@ -1,6 +1,7 @@
 import type { VirtioTransport } from '@virtio-ts/device';
 import { RingError, type DriverQueue, type Segment } from '@virtio-ts/ring';
 import { DriverError } from './errors.js';
+import { deferMicrotask } from './web-apis.js';
 
 interface Request {
   readonly readable: readonly Segment[];
@@ -92,6 +93,6 @@ export class VirtqueueClient {
       this.draining = false;
     }
     // Refill outside the interrupt handler's stack: a synchronous device would re-enter here.
-    if (this.waiting.length > 0) queueMicrotask(() => this.pump());
+    if (this.waiting.length > 0) deferMicrotask(() => this.pump());
   }
 }

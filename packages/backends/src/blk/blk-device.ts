@@ -3,6 +3,7 @@ import { featureBits, hasFeature, type ActivationContext, type Features, type Vi
 import type { DeviceQueue } from '@virtio-ts/ring';
 import { ringFeatures, type RingFeatureOptions } from '../common-features.js';
 import { BackendError } from '../errors.js';
+import { utf8Encode } from '../web-apis.js';
 import { QueueRunner } from '../queue-runner.js';
 import { encodeBlkConfig, type BlkConfig } from './config.js';
 import {
@@ -117,7 +118,7 @@ export class BlkDevice implements VirtioDevice {
     check(Number.isInteger(sizeMax) && sizeMax >= SECTOR_SIZE && sizeMax <= 0xffff_ffff, 'sizeMax', 'must be 512..2^32-1');
     const alignment = Math.max(SECTOR_SIZE, driver.requestAlignment);
     check(alignment <= 4096 && (alignment & (alignment - 1)) === 0, 'driver.requestAlignment', 'must be a power of two up to 4096');
-    const serial = new TextEncoder().encode(options.serial ?? '');
+    const serial = utf8Encode(options.serial ?? '');
     check(serial.length <= VIRTIO_BLK_ID_BYTES && [...serial].every((b) => b >= 0x20 && b < 0x7f), 'serial', 'must be printable ASCII of at most 20 bytes');
     this.serial = new Uint8Array(VIRTIO_BLK_ID_BYTES);
     this.serial.set(serial);

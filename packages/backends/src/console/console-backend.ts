@@ -1,3 +1,5 @@
+import { utf8Decode, utf8Encode } from '../web-apis.js';
+
 /**
  * The host side of one console port: an abstract duplex byte stream. Host adapters (stdio, a
  * Unix socket, a pty) live in the VMM (apps/vmm), not here: this layer stays pure.
@@ -31,7 +33,7 @@ export class MemoryConsoleBackend implements ConsoleBackend {
 
   /** Sends host input to the guest. */
   input(bytes: Uint8Array | string): void {
-    const data = typeof bytes === 'string' ? new TextEncoder().encode(bytes) : bytes;
+    const data = typeof bytes === 'string' ? utf8Encode(bytes) : bytes;
     for (const listener of this.listeners) listener(data);
   }
 
@@ -49,6 +51,6 @@ export class MemoryConsoleBackend implements ConsoleBackend {
 
   /** Everything written so far, as UTF-8 text. */
   text(): string {
-    return new TextDecoder().decode(this.output());
+    return utf8Decode(this.output());
   }
 }

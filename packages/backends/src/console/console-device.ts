@@ -27,6 +27,7 @@ import { encodeResize, type ControlMessage } from './control-message.js';
 import { ConsoleMetrics } from './metrics.js';
 import { restoreConsoleState, type ConsoleDeviceState } from './persist.js';
 import { ConsolePort } from './port.js';
+import { utf8Encode } from '../web-apis.js';
 
 /** One port of a {@link ConsoleDevice}. */
 export interface ConsolePortOptions {
@@ -291,7 +292,7 @@ export class ConsoleDevice implements VirtioDevice {
         port.ready = true;
         // QEMU's order: CONSOLE_PORT, PORT_NAME, then PORT_OPEN when the host side is connected.
         if (port.isConsole) this.control.send({ id, event: VIRTIO_CONSOLE_CONSOLE_PORT, value: 1 });
-        if (port.name !== undefined) this.control.send({ id, event: VIRTIO_CONSOLE_PORT_NAME, value: 1, payload: new TextEncoder().encode(port.name) });
+        if (port.name !== undefined) this.control.send({ id, event: VIRTIO_CONSOLE_PORT_NAME, value: 1, payload: utf8Encode(port.name) });
         if (port.hostOpen) this.control.send({ id, event: VIRTIO_CONSOLE_PORT_OPEN, value: 1 });
         if (port.isConsole && (this.cols !== 0 || this.rows !== 0)) {
           this.control.send({ id, event: VIRTIO_CONSOLE_RESIZE, value: 0, payload: encodeResize(this.cols, this.rows) });

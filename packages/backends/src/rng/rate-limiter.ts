@@ -1,4 +1,5 @@
 import { BackendError } from '../errors.js';
+import { clearTimer, monotonicNow, setTimer } from '../web-apis.js';
 
 /** Time source and timers, injectable so that tests run on a fake clock. */
 export interface Clock {
@@ -10,9 +11,9 @@ export interface Clock {
 
 /** The host's clock: `performance.now()` (or `Date.now()`) and the global timers. */
 export const systemClock: Clock = {
-  now: () => (typeof performance !== 'undefined' ? performance.now() : Date.now()),
-  setTimeout: (callback, ms) => globalThis.setTimeout(callback, ms),
-  clearTimeout: (handle) => globalThis.clearTimeout(handle as ReturnType<typeof globalThis.setTimeout>),
+  now: monotonicNow,
+  setTimeout: setTimer,
+  clearTimeout: clearTimer,
 };
 
 /** A bandwidth limit: `bytes` per `periodMs`, with bursts up to `burst` bytes (default `bytes`). */

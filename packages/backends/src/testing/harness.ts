@@ -1,5 +1,6 @@
 import { featureBits, type ActivationContext, type Features, type VirtioDevice } from '@virtio-ts/device';
 import { GuestMemory } from '@virtio-ts/memory';
+import { setTimer } from '../web-apis.js';
 import { ChainBuilder } from './chain-builder.js';
 import { ScriptedQueue } from './scripted-queue.js';
 
@@ -58,5 +59,5 @@ export function without(device: VirtioDevice, ...bits: number[]): Features {
 
 /** Lets pending promise callbacks run (a few macrotask turns). */
 export async function settle(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise((resolve) => setTimeout(resolve, 0));
+  for (let i = 0; i < 5; i++) await new Promise<void>((resolve) => setTimer(resolve, 0));
 }

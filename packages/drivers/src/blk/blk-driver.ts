@@ -14,6 +14,7 @@ import type { Segment } from '@virtio-ts/ring';
 import { DmaBuffer } from '../dma-buffer.js';
 import { DriverError } from '../errors.js';
 import { VirtqueueClient } from '../virtqueue-client.js';
+import { utf8Decode } from '../web-apis.js';
 import {
   BLK_CONFIG_OFFSETS as C,
   SECTOR_SIZE,
@@ -209,7 +210,7 @@ export class BlkDriver {
       await this.request(VIRTIO_BLK_T_GET_ID, 0, [], buffer.segments(), options.queue);
       const bytes = buffer.read();
       const end = bytes.indexOf(0);
-      return new TextDecoder().decode(end === -1 ? bytes : bytes.subarray(0, end));
+      return utf8Decode(end === -1 ? bytes : bytes.subarray(0, end));
     } finally {
       buffer.free();
     }

@@ -13,6 +13,7 @@ import {
 import { DmaBuffer } from '../dma-buffer.js';
 import { DriverError } from '../errors.js';
 import { VirtqueueClient } from '../virtqueue-client.js';
+import { utf8Decode } from '../web-apis.js';
 import {
   CONSOLE_CONFIG_OFFSETS as C,
   VIRTIO_CONSOLE_CONSOLE_PORT,
@@ -321,7 +322,7 @@ export class ConsoleDriver {
         if (port !== undefined) port.info.hostOpen = value === 1;
         return;
       case VIRTIO_CONSOLE_PORT_NAME:
-        if (port !== undefined) port.info.name = new TextDecoder().decode(bytes.subarray(8));
+        if (port !== undefined) port.info.name = utf8Decode(bytes.subarray(8));
         return;
       default:
         return;
