@@ -119,17 +119,23 @@ export class DescriptorChainReader {
     }
     this.epoch = epoch;
     this.head = head;
-    this.readableCount = 0;
-    this.writableCount = 0;
-    this.readableLength = 0;
-    this.writableLength = 0;
 
+    // Direct descriptors accumulate in locals (the hot path); an indirect table, always last,
+    // continues through the fields and addSegment().
     const u32 = this.u32;
     const visited = this.visited;
+    const readable = this.readable;
+    const writable = this.writable;
+    let region = this.dataRegion;
+    let readableCount = 0;
+    let writableCount = 0;
+    let readableLength = 0;
+    let writableLength = 0;
     let descriptorCount = 0;
     let i = head;
     for (;;) {
-      // §2.7.5.2: a chain that revisits a descriptor never ends.
+      // §2.7.5.2: a chain that revisits a descriptor never ends. With no revisit, a direct chain
+      // has at most `size` descriptors (pigeonhole), so CHAIN_TOO_LONG needs an indirect table.
       if (visited[i] === epoch) this.fail('DESCRIPTOR_LOOP', 'descriptor chain loops', i);
       visited[i] = epoch;
       descriptorCount++;
@@ -138,29 +144,51 @@ export class DescriptorChainReader {
       const addressHigh = u32[b + 1]!;
       const length = u32[b + 2]!;
       const flagsNext = u32[b + 3]!;
-      const flags = flagsNext & 0xffff;
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+      if ((flagsNext & VIRTQ_DESC_F_INDIRECT) !== 0) {
         // §2.7.5.3.1: the driver MUST NOT set INDIRECT unless negotiated, nor with NEXT.
         if (!this.indirectAllowed) this.fail('INDIRECT_NOT_NEGOTIATED', 'indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC', i);
-        if ((flags & VIRTQ_DESC_F_NEXT) !== 0) this.fail('INDIRECT_WITH_NEXT', 'indirect descriptor also has VIRTQ_DESC_F_NEXT', i);
+        if ((flagsNext & VIRTQ_DESC_F_NEXT) !== 0) this.fail('INDIRECT_WITH_NEXT', 'indirect descriptor also has VIRTQ_DESC_F_NEXT', i);
+        this.readableCount = readableCount;
+        this.writableCount = writableCount;
+        this.readableLength = readableLength;
+        this.writableLength = writableLength;
         // §2.7.5.3.2: the device MUST ignore the write-only flag of the descriptor naming the table.
         this.readIndirect(addressLow, addressHigh, length, i);
+        readableCount = this.readableCount;
+        writableCount = this.writableCount;
+        readableLength = this.readableLength;
+        writableLength = this.writableLength;
         break;
       }
-      this.addSegment(addressLow, addressHigh, length, (flags & VIRTQ_DESC_F_WRITE) !== 0, i);
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
+      if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'buffer address is past 2^53', i);
+      const address = addressHigh * TWO_POW_32 + addressLow;
+      if (address < region.start || address + length > region.end) {
+        this.checkMapped(address, length, i);
+        region = this.dataRegion;
+      }
+      const segment = new ChainSegment(address, length);
+      if ((flagsNext & VIRTQ_DESC_F_WRITE) !== 0) {
+        writable[writableCount++] = segment;
+        writableLength += length;
+      } else {
+        // §2.7.4.2: the driver MUST place device-writable descriptors after device-readable ones.
+        if (writableCount !== 0) this.fail('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', i);
+        readable[readableCount++] = segment;
+        readableLength += length;
+      }
+      // §2.7.5.2: the total length MUST NOT exceed 2^32 - 1 (lengths are u32, so the sum stays exact).
+      if (readableLength + writableLength > MAX_CHAIN_LENGTH) this.fail('TOTAL_LENGTH_OVERFLOW', 'chain length exceeds 2^32 - 1 bytes', i);
+      if ((flagsNext & VIRTQ_DESC_F_NEXT) === 0) break;
       const next = flagsNext >>> 16;
       if (next >= this.size) this.fail('DESCRIPTOR_INDEX_OUT_OF_RANGE', `next descriptor ${next} is outside the queue`, i);
       i = next;
     }
-    const readableCount = this.readableCount;
-    const writableCount = this.writableCount;
     return new SplitDescriptorChain(
       head,
-      readableCount === 0 ? EMPTY : this.readable.slice(0, readableCount),
-      writableCount === 0 ? EMPTY : this.writable.slice(0, writableCount),
-      this.readableLength,
-      this.writableLength,
+      readableCount === 0 ? EMPTY : readable.slice(0, readableCount),
+      writableCount === 0 ? EMPTY : writable.slice(0, writableCount),
+      readableLength,
+      writableLength,
       descriptorCount,
     );
   }

@@ -102,21 +102,37 @@ describe('SplitDeviceQueue: pop and push (VIRTIO 1.3 §2.7.13)', () => {
     expect(device.inFlight).toBe(1);
   });
 
-  it('2.7.9: with VIRTIO_F_IN_ORDER one used entry (the last head) stands for a batch of zero-length completions', () => {
+  it('2.7.9: with VIRTIO_F_IN_ORDER one used entry (the last head) stands for a batch; skipped buffers are "used completely"', () => {
     const { mock, device, data } = setup(8, { inOrder: true });
     for (let i = 0; i < 4; i++) mock.writeDescriptor(i, { address: data, length: 8, flags: 2 });
     mock.publish(0, 1, 2, 3);
     for (let i = 0; i < 4; i++) device.pop();
     expect(() => device.pushUsed(1, 0)).toThrow(expect.objectContaining({ code: 'INVALID_USED' }));
     device.pushUsedBatch([
-      { head: 0, length: 0 },
-      { head: 1, length: 0 },
+      { head: 0, length: 8 },
+      { head: 1, length: 8 },
       { head: 2, length: 5 },
     ]);
     expect(mock.usedIdx).toBe(3);
     expect(mock.usedElement(0)).toEqual({ id: 2, length: 5 });
     device.pushUsed(3, 8);
     expect(mock.usedElement(3)).toEqual({ id: 3, length: 8 });
+  });
+
+  it('2.7.9: with VIRTIO_F_IN_ORDER a partially written buffer closes a run: its entry sits at the offset of the run\'s first buffer', () => {
+    const { mock, device, data } = setup(8, { inOrder: true });
+    for (let i = 0; i < 4; i++) mock.writeDescriptor(i, { address: data, length: 8, flags: 2 });
+    mock.publish(0, 1, 2, 3);
+    for (let i = 0; i < 4; i++) device.pop();
+    device.pushUsedBatch([
+      { head: 0, length: 8 },
+      { head: 1, length: 3 },
+      { head: 2, length: 8 },
+      { head: 3, length: 8 },
+    ]);
+    expect(mock.usedIdx).toBe(4);
+    expect(mock.usedElement(0)).toEqual({ id: 1, length: 3 });
+    expect(mock.usedElement(2)).toEqual({ id: 3, length: 8 });
   });
 });
 

@@ -195,23 +195,25 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   /**
-   * Returns several chains with one used idx update. With VIRTIO_F_IN_ORDER, when every element
-   * but the last has length 0, a single used entry (the last head) stands for the whole batch
-   * (§2.7.9); otherwise each element gets its entry, since the driver could not learn the
-   * lengths of skipped entries. The batch is validated as a whole before anything is written.
+   * Returns several chains with one used idx update; the batch is validated as a whole before
+   * anything is written.
+   *
+   * With VIRTIO_F_IN_ORDER (§2.7.9) the elements must be the oldest chains in pop order, and the
+   * device writes one used entry per run: "the skipped buffers ... are assumed to have been used
+   * (read or written) by the device completely", so a run ends at the last element and at every
+   * element whose length is not its whole writable length. Each run's entry sits at the offset of
+   * the run's first buffer and names its last head; used idx moves by the batch size.
    */
   pushUsedBatch(elements: readonly UsedElement[]): void {
     if (this.isBroken) this.brokenError();
     const n = elements.length;
     if (n === 0) return;
-    let lengthsBeforeLast = 0;
     for (let k = 0; k < n; k++) {
       const e = elements[k]!;
       this.checkUsed(e.head, e.length);
       if (this.inOrder && this.order[(this.orderFirst + k) & this.mask] !== e.head) {
         this.usedError('VIRTIO_F_IN_ORDER: buffers must be used in the order they were made available', e.head);
       }
-      if (k < n - 1) lengthsBeforeLast += e.length;
     }
     // Duplicates inside the batch: clear as we go, undo on failure.
     for (let k = 0; k < n; k++) {
@@ -222,26 +224,30 @@ export class SplitDeviceQueue implements DeviceQueue {
       }
       this.clearInFlight(head);
     }
-    let nextUsed = this.nextUsed;
+    const nextUsed = this.nextUsed;
     const usedU32 = this.usedU32;
-    if (this.inOrder && lengthsBeforeLast === 0) {
-      const last = elements[n - 1]!;
-      const slot = this.usedRingIndex32 + (nextUsed & this.mask) * 2;
-      usedU32[slot] = last.head;
-      usedU32[slot + 1] = last.length;
-      nextUsed = (nextUsed + n) & 0xffff;
+    if (this.inOrder) {
+      let runStart = nextUsed;
+      for (let k = 0; k < n; k++) {
+        const e = elements[k]!;
+        if (k === n - 1 || e.length !== this.writableLengths[e.head]) {
+          const slot = this.usedRingIndex32 + (runStart & this.mask) * 2;
+          usedU32[slot] = e.head;
+          usedU32[slot + 1] = e.length;
+          runStart = (nextUsed + k + 1) & 0xffff;
+        }
+      }
+      this.orderFirst = (this.orderFirst + n) & this.mask;
     } else {
       for (let k = 0; k < n; k++) {
         const e = elements[k]!;
-        const slot = this.usedRingIndex32 + (nextUsed & this.mask) * 2;
+        const slot = this.usedRingIndex32 + ((nextUsed + k) & this.mask) * 2;
         usedU32[slot] = e.head;
         usedU32[slot + 1] = e.length;
-        nextUsed = (nextUsed + 1) & 0xffff;
       }
     }
-    if (this.inOrder) this.orderFirst = (this.orderFirst + n) & this.mask;
-    this.nextUsed = nextUsed;
-    Atomics.store(this.usedU16, this.usedIdxIndex, nextUsed);
+    this.nextUsed = (nextUsed + n) & 0xffff;
+    Atomics.store(this.usedU16, this.usedIdxIndex, this.nextUsed);
   }
 
   needsNotification(): boolean {

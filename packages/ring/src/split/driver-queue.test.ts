@@ -166,20 +166,37 @@ describe('SplitDriverQueue (VIRTIO 1.3 §2.7.13)', () => {
     expect(device.pop()?.readable).toHaveLength(1);
   });
 
-  it('2.7.9: with IN_ORDER, one used entry for a batch returns every buffer in order, the last with its length', () => {
+  it('2.7.9: with IN_ORDER, one used entry for a batch returns every buffer in order: skipped ones "used completely", the last with its length', () => {
     const { driver, device, dataAddress } = createSplitRing<number>({ size: 8, features: { inOrder: true } });
-    for (let t = 0; t < 4; t++) driver.add([], [{ address: dataAddress, length: 8 }], t);
+    for (let t = 0; t < 6; t++) driver.add([], [{ address: dataAddress, length: 8 }], t);
     const heads = [0, 1, 2].map(() => device.pop()!.head);
-    device.pushUsedBatch(heads.map((head, k) => ({ head, length: k === 2 ? 8 : 0 })));
+    device.pushUsedBatch(heads.map((head, k) => ({ head, length: k === 2 ? 5 : 8 })));
     expect([driver.getUsed(), driver.getUsed(), driver.getUsed(), driver.getUsed()]).toEqual([
-      { token: 0, length: 0 },
-      { token: 1, length: 0 },
-      { token: 2, length: 8 },
+      { token: 0, length: 8 },
+      { token: 1, length: 8 },
+      { token: 2, length: 5 },
       null,
     ]);
-    device.pushUsed(device.pop()!.head, 3);
-    expect(driver.getUsed()).toEqual({ token: 3, length: 3 });
+    // A partial length in the middle of a batch: two runs, exact lengths.
+    const more = [0, 1, 2].map(() => device.pop()!.head);
+    device.pushUsedBatch(more.map((head, k) => ({ head, length: k === 0 ? 2 : 8 })));
+    expect([driver.getUsed(), driver.getUsed(), driver.getUsed(), driver.getUsed()]).toEqual([
+      { token: 3, length: 2 },
+      { token: 4, length: 8 },
+      { token: 5, length: 8 },
+      null,
+    ]);
     expect(driver.freeCount).toBe(8);
+  });
+
+  it('2.7.9: with IN_ORDER, a used id that is not in flight, or a batch longer than used idx moved, is refused', () => {
+    const { memory, layout, driver, dataAddress } = createSplitRing<number>({ size: 8, features: { inOrder: true } });
+    for (let t = 0; t < 3; t++) driver.add([], [{ address: dataAddress, length: 8 }], t);
+    // The device claims a batch ending at the third buffer but moves used idx by only 2.
+    memory.writeU32(layout.usedRing + 4, 2);
+    memory.writeU32(layout.usedRing + 8, 8);
+    memory.atomicStoreU16(layout.usedRing + 2, 2);
+    expect(() => driver.getUsed()).toThrow(expect.objectContaining({ code: 'INVALID_USED_ELEMENT' }));
   });
 
   it('validates its options: the indirect area inside one region and a sane table size', () => {

@@ -210,21 +210,14 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const readableCount = readable.length;
     const n = readableCount + writable.length;
     if (n === 0) throw new RingError('INVALID_ARGUMENT', 'a buffer needs at least one segment', { queue: this.queueIndex });
-    let total = 0;
+    let readableLength = 0;
     let writableLength = 0;
-    for (let k = 0; k < n; k++) {
-      const s = k < readableCount ? readable[k]! : writable[k - readableCount]!;
-      const address = s.address;
-      const length = s.length;
-      // Written out rather than Number.isSafeInteger: this is the hot path.
-      if (!(address >= 0 && address <= Number.MAX_SAFE_INTEGER && Math.floor(address) === address) || length >>> 0 !== length) {
-        throw new RingError('INVALID_ARGUMENT', 'segment address or length is invalid', { queue: this.queueIndex, address, length });
-      }
-      total += length;
-      if (k >= readableCount) writableLength += length;
-    }
+    for (let k = 0; k < readableCount; k++) readableLength += this.checkSegment(readable[k]!);
+    for (let k = 0; k < n - readableCount; k++) writableLength += this.checkSegment(writable[k]!);
     // §2.7.5.2: the driver MUST NOT add a chain longer than 2^32 bytes.
-    if (total > MAX_CHAIN_LENGTH) throw new RingError('INVALID_ARGUMENT', 'chain length exceeds 2^32 - 1 bytes', { queue: this.queueIndex, length: total });
+    if (readableLength + writableLength > MAX_CHAIN_LENGTH) {
+      throw new RingError('INVALID_ARGUMENT', 'chain length exceeds 2^32 - 1 bytes', { queue: this.queueIndex, length: readableLength + writableLength });
+    }
 
     const indirect = this.indirectU32 !== null && n > 1 && n <= this.indirectMax && (n >= this.indirectThreshold || n > this.free);
     const needed = indirect ? 1 : n;
@@ -236,18 +229,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
 
     const head = this.freeHead;
     const d = this.descU32;
+    const writableCount = n - readableCount;
     if (indirect) {
-      const t = this.indirectU32;
+      // §2.7.5.3.1: table entries chain by index from 0; the descriptor naming it has only INDIRECT.
       const tableBase = this.indirectBase32 + head * this.indirectMax * 4;
-      for (let k = 0; k < n; k++) {
-        const s = k < readableCount ? readable[k]! : writable[k - readableCount]!;
-        const b = tableBase + k * 4;
-        t[b] = s.address >>> 0;
-        t[b + 1] = (s.address / TWO_POW_32) >>> 0;
-        t[b + 2] = s.length;
-        const flags = (k < readableCount ? 0 : VIRTQ_DESC_F_WRITE) | (k < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
-        t[b + 3] = flags | ((k + 1) << 16);
-      }
+      this.writeTable(readable, readableCount, 0, tableBase, 0, writableCount === 0);
+      this.writeTable(writable, writableCount, VIRTQ_DESC_F_WRITE, tableBase, readableCount, true);
       const tableAddress = this.indirectAddress + head * this.indirectMax * DESCRIPTOR_SIZE;
       const b = this.descBase32 + head * 4;
       d[b] = tableAddress >>> 0;
@@ -258,19 +245,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       this.free -= 1;
       this.chainDescriptors[head] = 1;
     } else {
-      let i = head;
-      for (let k = 0; k < n; k++) {
-        const s = k < readableCount ? readable[k]! : writable[k - readableCount]!;
-        const b = this.descBase32 + i * 4;
-        const next = this.nextFree[i]!;
-        d[b] = s.address >>> 0;
-        d[b + 1] = (s.address / TWO_POW_32) >>> 0;
-        d[b + 2] = s.length;
-        const flags = (k < readableCount ? 0 : VIRTQ_DESC_F_WRITE) | (k < n - 1 ? VIRTQ_DESC_F_NEXT : 0);
-        d[b + 3] = flags | (next << 16);
-        i = next;
-      }
-      this.freeHead = i;
+      // The chain takes the first n free descriptors, linked as the free list already is.
+      const afterReadable = this.writeDirect(readable, readableCount, 0, head, writableCount === 0);
+      this.freeHead = this.writeDirect(writable, writableCount, VIRTQ_DESC_F_WRITE, afterReadable, true);
       this.free -= n;
       this.chainDescriptors[head] = n;
     }
@@ -381,9 +358,56 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.memory.fill(this.ring.usedRing, usedRingSize(this.size));
   }
 
+  /** Writes `count` segments into free descriptors from `first`; returns the descriptor after them. */
+  private writeDirect(segments: readonly Segment[], count: number, flags: number, first: number, endsChain: boolean): number {
+    const d = this.descU32;
+    const nextFree = this.nextFree;
+    const base = this.descBase32;
+    let i = first;
+    for (let k = 0; k < count; k++) {
+      const s = segments[k]!;
+      const address = s.address;
+      const b = base + i * 4;
+      const next = nextFree[i]!;
+      d[b] = address >>> 0;
+      d[b + 1] = (address / TWO_POW_32) >>> 0;
+      d[b + 2] = s.length;
+      d[b + 3] = (endsChain && k === count - 1 ? flags : flags | VIRTQ_DESC_F_NEXT) | (next << 16);
+      i = next;
+    }
+    return i;
+  }
+
+  /** Writes `count` segments into an indirect table from entry `first`, each linked to the next entry. */
+  private writeTable(segments: readonly Segment[], count: number, flags: number, tableBase: number, first: number, endsChain: boolean): void {
+    const t = this.indirectU32!;
+    for (let k = 0; k < count; k++) {
+      const s = segments[k]!;
+      const address = s.address;
+      const entry = first + k;
+      const b = tableBase + entry * 4;
+      t[b] = address >>> 0;
+      t[b + 1] = (address / TWO_POW_32) >>> 0;
+      t[b + 2] = s.length;
+      t[b + 3] = (endsChain && k === count - 1 ? flags : flags | VIRTQ_DESC_F_NEXT) | ((entry + 1) << 16);
+    }
+  }
+
+  /** Checks a caller's segment and returns its length. */
+  private checkSegment(s: Segment): number {
+    const address = s.address;
+    const length = s.length;
+    // Written out rather than Number.isSafeInteger: this is the hot path.
+    if (!(address >= 0 && address <= Number.MAX_SAFE_INTEGER && Math.floor(address) === address) || length >>> 0 !== length) {
+      throw new RingError('INVALID_ARGUMENT', 'segment address or length is invalid', { queue: this.queueIndex, address, length });
+    }
+    return length;
+  }
+
   private nextInOrder(): UsedBuffer<T> {
     const head = this.order[this.orderFirst]!;
-    const length = --this.batchRemaining === 0 ? this.batchLastLength : 0;
+    // §2.7.9: skipped buffers "are assumed to have been used (read or written) by the device completely".
+    const length = --this.batchRemaining === 0 ? this.batchLastLength : this.writableLengths[head]!;
     return { token: this.release(head), length };
   }
 

@@ -102,6 +102,8 @@ class PushCommand implements fc.Command<Model, Real> {
   constructor(
     readonly pick: number,
     readonly batch: number,
+    /** Bit k set: element k reports half its writable length (a partial write). */
+    readonly partial: number,
   ) {}
   check(m: Model): boolean {
     return m.held.length > 0;
@@ -113,19 +115,19 @@ class PushCommand implements fc.Command<Model, Real> {
     const start = r.features.inOrder ? 0 : this.pick % (m.held.length - count + 1);
     const taken = m.held.splice(start, count);
     for (const { chain, token } of taken) for (const s of chain.writable) memory.writeU32(s.address, tokenPattern(token, 1000));
+    const lengths = taken.map(({ chain }, k) => ((this.partial >> k) & 1 ? chain.writableLength >> 1 : chain.writableLength));
     if (count === 1) {
       const { chain, token } = taken[0]!;
-      device.pushUsed(chain.head, chain.writableLength);
-      m.used.push({ token, length: chain.writableLength });
+      device.pushUsed(chain.head, lengths[0]!);
+      m.used.push({ token, length: lengths[0]! });
     } else {
-      // With IN_ORDER, zero lengths before the last let one used entry stand for the batch.
-      const elements = taken.map(({ chain }, k) => ({ head: chain.head, length: r.features.inOrder && k < count - 1 ? 0 : chain.writableLength }));
-      device.pushUsedBatch(elements);
-      taken.forEach(({ token }, k) => m.used.push({ token, length: elements[k]!.length }));
+      // With IN_ORDER, full-length runs share one used entry; lengths stay exact either way.
+      device.pushUsedBatch(taken.map(({ chain }, k) => ({ head: chain.head, length: lengths[k]! })));
+      taken.forEach(({ token }, k) => m.used.push({ token, length: lengths[k]! }));
     }
   }
   toString(): string {
-    return `push(${this.pick}, x${this.batch})`;
+    return `push(${this.pick}, x${this.batch}, partial ${this.partial})`;
   }
 }
 
@@ -230,7 +232,7 @@ class DriverSleepCommand implements fc.Command<Model, Real> {
 const commands = [
   fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 0, max: 4 })).map(([rd, wr]) => new AddCommand(rd, wr)),
   fc.constant(new PopCommand()),
-  fc.tuple(fc.nat(), fc.integer({ min: 1, max: 4 })).map(([pick, batch]) => new PushCommand(pick, batch)),
+  fc.tuple(fc.nat(), fc.integer({ min: 1, max: 4 }), fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 15 }))).map(([pick, batch, partial]) => new PushCommand(pick, batch, partial)),
   fc.constant(new GetUsedCommand()),
   fc.constant(new KickCommand()),
   fc.constant(new DeviceSleepCommand()),
@@ -301,14 +303,14 @@ describe('split ring: model-based (driver and device against a model)', () => {
         const count = 1 + random(held.length);
         const batch = features.inOrder ? held.splice(0, count) : held.splice(random(held.length - count + 1), count);
         for (const chain of batch) memory.writeU32(chain.writable[0]!.address, memory.readU32(chain.readable[0]!.address) ^ 0xffff_ffff);
-        device.pushUsedBatch(batch.map((c, k) => ({ head: c.head, length: features.inOrder && k < batch.length - 1 ? 0 : 8 })));
+        device.pushUsedBatch(batch.map((c) => ({ head: c.head, length: 8 })));
         if (device.needsNotification()) interrupts++;
         for (let used = driver.getUsed(); used !== null; used = driver.getUsed()) {
           // Plain checks (expect() per op would dominate the run time).
           const slot = slotOf.get(used.token);
           if (slot === undefined || !slotOf.delete(used.token)) throw new Error(`token ${used.token} returned twice or never added`);
           if (memory.readU32(dataAddress + slot * 64 + 32) !== (used.token ^ 0xffff_ffff) >>> 0) throw new Error(`token ${used.token}: wrong contents`);
-          if (used.length !== 8 && !(features.inOrder && used.length === 0)) throw new Error(`token ${used.token}: wrong length ${used.length}`);
+          if (used.length !== 8) throw new Error(`token ${used.token}: wrong length ${used.length}`);
           freeSlots.push(slot);
           returned++;
         }
