@@ -113,8 +113,9 @@ export class PackedDeviceQueue implements DeviceQueue {
    * features, positions, wrap counters and the in-flight list (ids unique and < size, slot
    * counts in 1..size, summing to the distance between the avail and used positions) are all
    * checked before anything is allocated in proportion to them. Throws `INVALID_STATE`.
+   * The features come from the state (`options.features` is ignored), as in the split queue.
    */
-  static restore(state: PackedQueueState, options: Omit<QueueOptions, 'features'>): PackedDeviceQueue {
+  static restore(state: unknown, options: QueueOptions): PackedDeviceQueue {
     validatePackedState(state, options.memory);
     const queue = new PackedDeviceQueue(state.ring, { ...options, features: state.features });
     queue.nextAvail = state.nextAvail;

@@ -31,7 +31,7 @@ function validState(): PackedQueueState {
 
 function restoreCode(state: unknown): string {
   try {
-    PackedDeviceQueue.restore(state as PackedQueueState, { memory });
+    PackedDeviceQueue.restore(state, { memory });
     return 'ok';
   } catch (error) {
     if (!RingError.isInstance(error)) throw error;
@@ -103,7 +103,7 @@ describe('PackedDeviceQueue.restore (H16)', () => {
           };
           const code = restoreCode(state);
           if (code === 'ok') {
-            const restored = PackedDeviceQueue.restore(state as PackedQueueState, { memory }).saveState();
+            const restored = PackedDeviceQueue.restore(state, { memory }).saveState();
             if (state.features.inOrder === true) expect(restored).toEqual(state);
             else expect(restored).toEqual({ ...state, inFlight: [...f.inFlight].sort((a, b) => (a.id as number) - (b.id as number)) });
           } else {

@@ -20,18 +20,18 @@ function isObject(value: unknown): value is Record<string, unknown> {
  * (a bad ring layout is `INVALID_STATE` with the `INVALID_LAYOUT` error as `cause`).
  * @internal
  */
-export function validatePackedState(state: PackedQueueState, memory: GuestMemory): void {
-  const s: unknown = state;
+export function validatePackedState(state: unknown, memory: GuestMemory): asserts state is PackedQueueState {
+  const s = state;
   if (!isObject(s)) invalid('queue state must be an object');
   if (s.version !== 1) invalid('unsupported queue state version');
   if (s.layout !== 'packed') invalid('queue state is not for a packed queue');
   if (!isObject(s.ring)) invalid('queue state has no ring layout');
   try {
-    validatePackedLayout(state.ring, memory);
+    validatePackedLayout(s.ring as unknown as PackedQueueState['ring'], memory);
   } catch (cause) {
     invalid('queue state ring layout is invalid', {}, cause);
   }
-  const size = state.ring.size;
+  const size = (s.ring as unknown as PackedQueueState['ring']).size;
   const f = s.features;
   if (!isObject(f) || typeof f.eventIdx !== 'boolean' || typeof f.indirect !== 'boolean' || typeof f.inOrder !== 'boolean') {
     invalid('queue state features must be three booleans');
@@ -61,8 +61,8 @@ export function validatePackedState(state: PackedQueueState, memory: GuestMemory
     }
     slots += descriptorCount;
   }
-  let distance = state.nextAvail - state.nextUsed;
-  if (state.availWrapCounter !== state.usedWrapCounter) distance += size;
+  let distance = (s.nextAvail as number) - (s.nextUsed as number);
+  if (s.availWrapCounter !== s.usedWrapCounter) distance += size;
   if (distance < 0 || distance > size) invalid('queue state avail and used positions are more than one lap apart');
   if (distance !== slots) invalid('queue state in-flight slots do not match the distance between avail and used positions', { length: slots });
 }
