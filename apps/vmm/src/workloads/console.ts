@@ -21,11 +21,21 @@ export async function runConsole(context: WorkloadContext, message: string): Pro
   await port.write(sent);
   const received = new Uint8Array(sent.length);
   let have = 0;
-  while (have < sent.length) {
-    if (performance.now() - start > ECHO_TIMEOUT_MS) throw new VmmError('TIMEOUT', `console: echo incomplete after ${ECHO_TIMEOUT_MS} ms (${have}/${sent.length} bytes)`);
-    const chunk = await port.read(sent.length - have);
-    received.set(chunk.subarray(0, sent.length - have), have);
-    have += Math.min(chunk.length, sent.length - have);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new VmmError('TIMEOUT', `console: echo incomplete after ${ECHO_TIMEOUT_MS} ms (${have}/${sent.length} bytes)`)),
+      ECHO_TIMEOUT_MS,
+    );
+  });
+  try {
+    while (have < sent.length) {
+      const chunk = await Promise.race([port.read(sent.length - have), timeout]);
+      received.set(chunk.subarray(0, sent.length - have), have);
+      have += Math.min(chunk.length, sent.length - have);
+    }
+  } finally {
+    clearTimeout(timer);
   }
   const at = received.findIndex((b, i) => b !== sent[i]);
   if (at >= 0) throw new VmmError('GUEST_ERROR', `console: echo differs at byte ${at}`, { offset: at });
