@@ -51,6 +51,8 @@ export class CommonConfig {
     private readonly core: DeviceCore,
     /** MSI-X table size: vectors at or above it cannot be mapped (read back NO_VECTOR, §4.1.5.1.2). */
     private readonly vectorCount: number,
+    /** Transport state to clear when the driver resets the device (ISR, INTx). */
+    private readonly onDeviceReset: () => void = () => undefined,
   ) {
     this.queueVectors = new Uint16Array(core.numQueues).fill(VIRTIO_MSI_NO_VECTOR);
     const q = () => core.queue(this.queueSelect);
@@ -170,7 +172,10 @@ export class CommonConfig {
 
   private writeStatus(value: number): void {
     this.core.writeStatus(value & 0xff);
-    if ((value & 0xff) === 0) this.reset();
+    if ((value & 0xff) === 0) {
+      this.reset();
+      this.onDeviceReset();
+    }
   }
 
   private mapVector(value: number): number {

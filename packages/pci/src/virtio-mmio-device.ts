@@ -74,6 +74,7 @@ export class VirtioMmioDevice {
   readonly core: DeviceCore;
   private readonly line: IntxLine | undefined;
   private readonly vendorId: number;
+  private readonly notificationDataOffered: boolean;
   private deviceFeatureSelect = 0;
   private driverFeatureSelect = 0;
   private queueSelect = 0;
@@ -95,6 +96,7 @@ export class VirtioMmioDevice {
     });
     this.line = options.interrupt;
     this.vendorId = (options.vendorId ?? 0x554d4551) >>> 0;
+    this.notificationDataOffered = hasFeature(this.core.offeredFeatures, VIRTIO_F_NOTIFICATION_DATA);
   }
 
   /** InterruptStatus without side effects. */
@@ -189,7 +191,7 @@ export class VirtioMmioDevice {
         return;
       case VIRTIO_MMIO_QUEUE_NOTIFY: {
         // §4.2.3.4: the queue index, or with VIRTIO_F_NOTIFICATION_DATA index | data << 16.
-        const withData = hasFeature(core.negotiatedFeatures, VIRTIO_F_NOTIFICATION_DATA);
+        const withData = this.notificationDataOffered && hasFeature(core.negotiatedFeatures, VIRTIO_F_NOTIFICATION_DATA);
         core.queueNotify(withData ? v & 0xffff : v, withData ? v >>> 16 : undefined);
         return;
       }

@@ -137,3 +137,34 @@ describe('VirtioPciDevice access widths (§4.1.3.1)', () => {
     expect(pci.core.lastError?.code).toBe('INVALID_ACCESS');
   });
 });
+
+describe('VirtioPciDevice resets', () => {
+  it('4.1.4.5: a device reset clears ISR status and deasserts INTx', () => {
+    const echo = new EchoDevice({ queueSizes: [16] });
+    const memory = GuestMemory.create([{ guestAddress: 0, size: 1 << 20 }]);
+    const line = { level: false };
+    const pci = new VirtioPciDevice({ device: echo, memory, intx: { setLevel: (l) => (line.level = l) } });
+    live(pci, featureBits(VIRTIO_F_VERSION_1));
+    echo.bumpConfig();
+    expect(line.level).toBe(true);
+    pci.mmioWrite(0, 0x14, 1, 0);
+    expect(line.level).toBe(false);
+    expect(pci.isrStatus).toBe(0);
+  });
+
+  it('pciReset returns command, BARs and MSI-X to their power-on state and resets the device', () => {
+    const echo = new EchoDevice({ queueSizes: [16] });
+    const pci = make(echo);
+    pci.configWrite(0x10, 4, 0xfe00_0000);
+    pci.configWrite(0x98, 2, 0x8000);
+    live(pci, featureBits(VIRTIO_F_VERSION_1));
+    expect(echo.context).toBeDefined();
+    pci.pciReset();
+    expect(echo.context).toBeUndefined();
+    expect(pci.configRead(0x04, 2)).toBe(0);
+    expect(pci.configRead(0x10, 4)).toBe(0x4);
+    expect(pci.configRead(0x9a, 2) & 0xc000).toBe(0);
+    expect(pci.msix.isMasked(0)).toBe(true);
+    expect(pci.core.status).toBe(0);
+  });
+});

@@ -186,7 +186,11 @@ export class VirtioPciDevice {
       throw new PciError('INVALID_ARGUMENT', 'too many queues for the notify region', { size: this.core.numQueues });
     }
     this.msix = new MsixTable(vectors, options.msi, (error) => this.core.report(error));
-    this.common = new CommonConfig(this.core, vectors);
+    this.common = new CommonConfig(this.core, vectors, () => {
+      // A device reset clears ISR (and so deasserts INTx).
+      this.isr = 0;
+      this.updateIntx();
+    });
     this.intx = options.intx;
     this.notificationData = hasFeature(this.core.offeredFeatures, VIRTIO_F_NOTIFICATION_DATA);
     this.msixPbaOffset = Math.ceil(this.msix.tableBytes / 0x800) * 0x800;
@@ -261,6 +265,28 @@ export class VirtioPciDevice {
   /** The ISR status byte without the read-to-clear side effect. */
   get isrStatus(): number {
     return this.isr;
+  }
+
+  /**
+   * A PCI function reset (the VMM's system reset, or FLR): the virtio device resets, MSI-X is
+   * disabled and every vector masked, the command register and BARs return to 0.
+   */
+  pciReset(): void {
+    this.common.write(0x14, 1, 0);
+    this.msix.reset();
+    this.regs[PCI_COMMAND >>> 2] = (this.regs[PCI_COMMAND >>> 2]! & 0xffff_0000) >>> 0;
+    this.msix.busMaster = false;
+    for (const [bar, info] of this.bars.entries()) {
+      if (info === undefined) continue;
+      const index = (PCI_BASE_ADDRESS_0 >>> 2) + bar;
+      this.regs[index] = info.is64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0;
+      if (info.is64) this.regs[index + 1] = 0;
+    }
+    const msixControl = CAP_MSIX >>> 2;
+    this.regs[msixControl] = (this.regs[msixControl]! & 0x3fff_ffff) >>> 0;
+    this.regs[(CAP_PCI_CFG + 4) >>> 2] = (this.regs[(CAP_PCI_CFG + 4) >>> 2]! & ~0xff) >>> 0;
+    this.isr = 0;
+    this.updateIntx();
   }
 
   // --- BAR accesses ----------------------------------------------------------------------------
