@@ -19,6 +19,8 @@ export const EPOLLOUT = 0x004;
 export const EPOLLERR = 0x008;
 export const EPOLLHUP = 0x010;
 export const EPOLLRDHUP = 0x2000;
+/** Edge-triggered (as a u32: 0x80000000). */
+export const EPOLLET = 0x80000000;
 export const AF_UNIX = 1;
 export const SOCK_STREAM = 1;
 export const SOCK_SEQPACKET = 5;

@@ -98,6 +98,7 @@ describe('Unix sockets with SCM_RIGHTS', () => {
     mine.unmap();
     closeFd(received);
     closeFd(fd);
+    expect(right.tryReceive()).toBeNull(); // nothing waiting: no block
     left.close();
     expect(right.receive().end).toBe(true);
     right.close();

@@ -1,5 +1,5 @@
 import {
-  AF_UNIX, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_NOSIGNAL, MSG_TRUNC, SCM_MAX_FD, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_STREAM, SOL_SOCKET,
+  AF_UNIX, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_TRUNC, SCM_MAX_FD, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_STREAM, SOL_SOCKET,
 } from './constants.js';
 import { HostError, syscallError, toError } from './errors.js';
 import { closeFd } from './fd.js';
@@ -127,6 +127,22 @@ export class UnixSocket {
     this.prepareReceive(maxBytes);
     const n = libc().recvmsg(this.fd, this.scratch, MSG_CMSG_CLOEXEC);
     return this.finishReceive(n, n < 0 ? errno() : 0);
+  }
+
+  /**
+   * Non-blocking receive (MSG_DONTWAIT): null when nothing is waiting. For edge-triggered epoll
+   * loops, call until null.
+   */
+  tryReceive(maxBytes = this.maxBytes): ReceivedMessage | null {
+    this.check();
+    this.prepareReceive(maxBytes);
+    const n = libc().recvmsg(this.fd, this.scratch, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0) {
+      const e = errno();
+      if (e === 11 /* EAGAIN */) return null;
+      return this.finishReceive(n, e);
+    }
+    return this.finishReceive(n, 0);
   }
 
   /** Like `receive`, waiting on the thread pool so the event loop keeps running. */

@@ -5,3 +5,4 @@ export {
   type DecodedReply, type DecodedRequest, type EncodedMessage, type MemoryRegionDescription, type ReplyPayload, type VhostUserMessage,
 } from './message.js';
 export { MessageReader, type FramedMessage } from './message-reader.js';
+export * from './backend/index.js';

@@ -60,6 +60,19 @@ export class MessageReader {
     return fds;
   }
 
+  /**
+   * How many bytes complete the current header or payload. Receive at most this many at a time:
+   * a stream recvmsg may otherwise return the tail of one message and the head of the next, with
+   * the next one's fds, and nothing says where they began.
+   */
+  bytesWanted(): number {
+    if (this.buffered < HEADER_SIZE) return HEADER_SIZE - this.buffered;
+    const head = this.peek(HEADER_SIZE);
+    const size = new DataView(head.buffer, head.byteOffset, HEADER_SIZE).getUint32(8, true);
+    if (size > MAX_PAYLOAD_SIZE) return 1; // next() reports BAD_SIZE
+    return Math.max(1, HEADER_SIZE + size - this.buffered);
+  }
+
   /** Bytes buffered that do not yet form a message. */
   get pendingBytes(): number {
     return this.buffered;
