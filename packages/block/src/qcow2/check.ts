@@ -243,14 +243,6 @@ class Checker {
     return getRefcountEntry(block.bytes, block.view, i % this.epb, this.order);
   }
 
-  async setDiskRefcount(i: number, value: number): Promise<boolean> {
-    const block = await this.blockFor(i);
-    if (block === null || block === 'error') return false;
-    setRefcountEntry(block.bytes, block.view, i % this.epb, this.order, value);
-    block.dirty = true;
-    return true;
-  }
-
   async writeDirtyBlocks(): Promise<void> {
     for (const [offset, block] of this.blocks) {
       if (!block.dirty) continue;
@@ -453,28 +445,35 @@ class Checker {
   async compare(fix: number): Promise<number> {
     let highest = 0;
     const n = this.imrt.length;
-    for (let i = 0; i < n; i++) {
-      const r1 = await this.diskRefcount(i);
-      if (r1 < 0) {
-        this.log(`Can't get refcount for cluster ${i}: Input/output error`);
-        this.res.checkErrors++;
-        continue;
+    for (let start = 0; start < n; start += this.epb) {
+      // One refcount block at a time: its entries are compared without further I/O.
+      const block = await this.blockFor(start);
+      const end = Math.min(n, start + this.epb);
+      for (let i = start; i < end; i++) {
+        if (block === 'error') {
+          this.log(`Can't get refcount for cluster ${i}: Input/output error`);
+          this.res.checkErrors++;
+          continue;
+        }
+        const r1 = block === null ? 0 : getRefcountEntry(block.bytes, block.view, i - start, this.order);
+        const r2 = this.imrt.get(i);
+        if (r1 > 0 || r2 > 0) highest = i;
+        if (r1 === r2) continue;
+        let fixed: 'leaks' | 'corruptions' | undefined;
+        if (r1 === 0) this.rebuild = true;
+        else if (r1 > r2 && (fix & FIX_LEAKS) !== 0) fixed = 'leaks';
+        else if (r1 < r2 && (fix & FIX_ERRORS) !== 0) fixed = 'corruptions';
+        this.log(`${fixed !== undefined ? 'Repairing' : r1 < r2 ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${r1} reference=${r2}`);
+        if (fixed !== undefined && block !== null) {
+          setRefcountEntry(block.bytes, block.view, i - start, this.order, Math.min(r2, this.maxRefcount));
+          block.dirty = true;
+          if (fixed === 'leaks') this.res.leaksFixed++;
+          else this.res.corruptionsFixed++;
+          continue;
+        }
+        if (r1 < r2) this.res.corruptions++;
+        else this.res.leaks++;
       }
-      const r2 = this.imrt.get(i);
-      if (r1 > 0 || r2 > 0) highest = i;
-      if (r1 === r2) continue;
-      let fixed: 'leaks' | 'corruptions' | undefined;
-      if (r1 === 0) this.rebuild = true;
-      else if (r1 > r2 && (fix & FIX_LEAKS) !== 0) fixed = 'leaks';
-      else if (r1 < r2 && (fix & FIX_ERRORS) !== 0) fixed = 'corruptions';
-      this.log(`${fixed !== undefined ? 'Repairing' : r1 < r2 ? 'ERROR' : 'Leaked'} cluster ${i} refcount=${r1} reference=${r2}`);
-      if (fixed !== undefined && (await this.setDiskRefcount(i, r2))) {
-        if (fixed === 'leaks') this.res.leaksFixed++;
-        else this.res.corruptionsFixed++;
-        continue;
-      }
-      if (r1 < r2) this.res.corruptions++;
-      else this.res.leaks++;
     }
     await this.writeDirtyBlocks();
     return highest;
