@@ -80,8 +80,10 @@ describe('PackedDriverQueue', () => {
     expect(driver.hasUsed()).toBe(true);
     expect(driver.getUsed()).toEqual({ token: 'b', length: 3 });
     expect(driver.getUsed()).toBeNull();
+    driver.add([{ address: 0x10000, length: 1 }], [], 'd'); // id 1 again (the last freed), after c (id 2)
     ring.write(4, { address: 0, length: 0, id: 0, flags: USED_1, raw: true }); // id 0 is no longer in flight
     expect(() => driver.getUsed()).toThrow(expect.objectContaining({ code: 'INVALID_USED_ELEMENT' }));
+    expect(driver.detachUnused()).toEqual(['c', 'd']); // add order
   });
 
   it('2.8.7: uses an indirect table for buffers of at least indirectThreshold segments, or when the ring is too full', () => {

@@ -317,14 +317,19 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   }
 
   /**
-   * Tokens of every buffer added and not yet used, in id order; then the queue starts over as
+   * Tokens of every buffer added and not yet used (in add order with IN_ORDER, else in id order); then the queue starts over as
    * new (positions 0, wrap counters 1, ring areas zeroed so no stale descriptor looks
    * available). Call it after a device reset, as Linux's virtqueue_detach_unused_buf + reinit.
    */
   detachUnused(): T[] {
     const tokens: T[] = [];
-    for (let id = 0; id < this.size; id++) {
-      if (this.inFlight[id] !== 0) tokens.push(this.tokens[id] as T);
+    if (this.features.inOrder) {
+      for (let i = 0, k = this.orderHead; i < this.orderCount; i++) {
+        tokens.push(this.tokens[this.order[k]!] as T);
+        if (++k === this.size) k = 0;
+      }
+    } else {
+      for (let id = 0; id < this.size; id++) if (this.inFlight[id] !== 0) tokens.push(this.tokens[id] as T);
     }
     this.reinitialize();
     return tokens;
