@@ -175,6 +175,22 @@ describe('packed device side: hostile driver', () => {
     expectChainError(device, 'CHAIN_TOO_LONG', 11);
   });
 
+  it('reads an indirect table and buffers that span two adjacent regions (no hole between them)', () => {
+    const memory = GuestMemory.create([
+      { guestAddress: 0, size: 0x10000 },
+      { guestAddress: 0x10000, size: 0x10000 },
+    ]);
+    const layout = packedQueueLayout(4, 0x1000);
+    const device = new PackedDeviceQueue(layout, { memory, features: { indirect: true } });
+    const builder = new PackedRingBuilder(memory, layout);
+    builder.writeTable(0xfff0, [{ address: 0xff00, length: 0x200 }, { address: 0x8000, length: 4, flags: VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT }]);
+    builder.publish([{ address: 0xfff0, length: 32, id: 1, flags: VIRTQ_DESC_F_INDIRECT }]);
+    const chain = device.pop()!;
+    expect(chain.readable).toEqual([{ address: 0xff00, length: 0x200 }]);
+    expect(chain.writable).toEqual([{ address: 0x8000, length: 4 }]);
+    device.pushUsed(1, 4);
+  });
+
   it('H10: a buffer id made available again while in flight is HEAD_IN_FLIGHT (fatal)', () => {
     const { device, builder } = hostile(8);
     builder.publish([{ ...ok, id: 0 }]);
