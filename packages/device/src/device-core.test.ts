@@ -141,15 +141,27 @@ describe('DeviceCore', () => {
     expect(second.core.lastError?.code).toBe('QUEUE_ADDRESS_INVALID');
   });
 
-  it('2.7: a split queue size that is not a power of two, or above the maximum, sets NEEDS_RESET', () => {
+  it('2.7 / 4.1.4.3.1: a split queue size that is not a power of two, 0, or above the maximum is not taken and sets NEEDS_RESET', () => {
     for (const size of [0, 6, 32]) {
       const { core } = setup();
       negotiate(core, featureBits(VIRTIO_F_VERSION_1));
       program(core, 0, 0x10000, size);
-      core.enableQueue(0);
       expect(core.lastError?.code).toBe('INVALID_QUEUE_SIZE');
+      // "the device MUST present either a value of 0 or a power of 2 in queue_size"
+      expect(core.queue(0)?.size).toBe(8);
       expect(core.status & VIRTIO_CONFIG_S_NEEDS_RESET).not.toBe(0);
+      core.enableQueue(0);
+      expect(core.queue(0)?.enabled).toBe(false);
     }
+  });
+
+  it('2.8: a packed queue takes any size from 1 to the maximum', () => {
+    const { core, built } = setup();
+    negotiate(core, featureBits(VIRTIO_F_VERSION_1, VIRTIO_F_RING_PACKED));
+    program(core, 0, 0x10000, 6);
+    core.enableQueue(0);
+    expect(core.errorCount).toBe(0);
+    expect(built[0]?.ring.ring.size).toBe(6);
   });
 
   it('H1: notifications of 0xFFFF, of num_queues and of a queue never enabled are dropped and recorded', () => {

@@ -208,10 +208,25 @@ export class DeviceCore {
     return Number.isInteger(index) && index >= 0 ? this.queues[index] : undefined;
   }
 
-  /** queue_size write. Refused while the queue is enabled (§4.1.4.3.2: configure, then enable). */
+  /**
+   * queue_size write. Refused while the queue is enabled (§4.1.4.3.2: configure, then enable). A
+   * size the driver MUST NOT write (0, above the maximum, or not a power of two for a split ring)
+   * is not taken — §4.1.4.3.1: the device presents "either a value of 0 or a power of 2" — and
+   * sets DEVICE_NEEDS_RESET: the driver's ring is laid out for a size the device will not use.
+   */
   setQueueSize(index: number, size: number): void {
     const q = this.writableQueue(index);
-    if (q !== undefined) q.size = size & 0xffff;
+    if (q === undefined) return;
+    const value = size & 0xffff;
+    // Before FEATURES_OK the layout is not known yet: only the bounds are checked.
+    const layout = this.statusMachine.featuresOk ? queueLayoutOf(this.statusMachine.negotiatedFeatures) : 'packed';
+    const problem = queueSizeProblem(layout, value, q.maxSize);
+    if (problem !== undefined) {
+      this.report(new DeviceError('INVALID_QUEUE_SIZE', problem, { queue: index, size: value }));
+      this.markNeedsReset();
+      return;
+    }
+    q.size = value;
   }
 
   /** A 32-bit half of queue_desc / queue_driver / queue_device. */
@@ -241,6 +256,9 @@ export class DeviceCore {
     if (!this.statusMachine.featuresOk) {
       this.report(new DeviceError('QUEUE_NOT_READY', 'queue enabled before FEATURES_OK (§3.1.1 step 7)', { queue: index }));
       return this.markNeedsReset();
+    }
+    if ((this.statusMachine.status & VIRTIO_CONFIG_S_NEEDS_RESET) !== 0) {
+      return this.report(new DeviceError('QUEUE_NOT_READY', 'queue enabled on a device that needs a reset', { queue: index }));
     }
     const features = this.statusMachine.negotiatedFeatures;
     const layout = queueLayoutOf(features);
