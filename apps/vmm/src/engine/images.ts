@@ -5,9 +5,10 @@ import { VmmError } from '../errors.js';
 import type { OpenedDisk } from './devices.js';
 import { timeBlockDriver } from './timed-block-driver.js';
 
-function imageError(device: number, path: string | undefined, error: unknown): VmmError {
+function imageError(device: number, error: unknown): VmmError {
   const message = error instanceof Error ? error.message : String(error);
-  return new VmmError('IMAGE', `devices.${device}: ${message}`, path === undefined ? {} : { path }, { cause: error });
+  // The block layer's message already names the path and its own code.
+  return new VmmError('IMAGE', `devices.${device}: ${message}`, {}, { cause: error });
 }
 
 /** Opens one blk device's disk: the image file, or a fresh memory disk of `size` in the configured format. */
@@ -43,7 +44,7 @@ export async function openDisks(config: VmConfig): Promise<Map<number, OpenedDis
         const { driver, path } = await openDisk(device);
         disks.set(index, { driver: timeBlockDriver(driver), format: device.format, ...(path === undefined ? {} : { path }) });
       } catch (error) {
-        throw imageError(index, device.path, error);
+        throw imageError(index, error);
       }
     }
     return disks;

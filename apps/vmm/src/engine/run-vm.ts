@@ -125,7 +125,9 @@ async function runWorkers(machine: Machine, hooks: VcpuHooks, timeoutMs: number)
     const finished = machine.boot.map(
       (boot) =>
         new Promise<void>((resolve, reject) => {
-          const worker = new Worker(workerPath, { workerData: { boot, shared: machine.shared } });
+          // No inherited execArgv: a test runner's `--conditions @virtio-ts/source` would make the
+          // worker resolve workspace packages to TypeScript sources, which Node 20 cannot run.
+          const worker = new Worker(workerPath, { workerData: { boot, shared: machine.shared }, execArgv: [] });
           workers.push(worker);
           let done = false;
           worker.on('message', (message: VcpuMessage) => {

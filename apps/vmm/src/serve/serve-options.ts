@@ -1,0 +1,107 @@
+import { VmmError } from '../errors.js';
+import { parseOptionList, type OptionList } from '../config/option-list.js';
+
+/** One `--blk` device of `vmm serve`. */
+export interface ServeBlkSpec {
+  readonly kind: 'blk';
+  readonly id: string;
+  readonly path: string;
+  readonly format: 'raw' | 'qcow2';
+  readonly socket: string;
+  readonly readOnly: boolean;
+  readonly queues: number;
+  readonly queueSize: number;
+  readonly serial: string;
+  /** Offer VIRTIO_F_RING_PACKED (the front-end decides with its own `packed=` property). */
+  readonly packed: boolean;
+}
+
+/** One `--rng` device of `vmm serve`. */
+export interface ServeRngSpec {
+  readonly kind: 'rng';
+  readonly id: string;
+  readonly socket: string;
+  /** Bytes per second, 0 for unlimited. */
+  readonly rate: number;
+}
+
+export type ServeDeviceSpec = ServeBlkSpec | ServeRngSpec;
+
+function take(options: OptionList, key: string, where: string): string {
+  const value = options.get(key);
+  if (value === undefined || value === '') throw new VmmError('INVALID_OPTION', `${where}: missing ${key}=`, { field: `${where}.${key}` });
+  return value;
+}
+
+function flag(options: OptionList, key: string, where: string, fallback: boolean): boolean {
+  const value = options.get(key);
+  if (value === undefined) return fallback;
+  if (value === 'on' || value === 'true' || value === 'yes') return true;
+  if (value === 'off' || value === 'false' || value === 'no') return false;
+  throw new VmmError('INVALID_OPTION', `${where}: ${key}=${value} is not on/off`, { field: `${where}.${key}` });
+}
+
+function integer(options: OptionList, key: string, where: string, fallback: number, min: number, max: number): number {
+  const value = options.get(key);
+  if (value === undefined) return fallback;
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new VmmError('INVALID_OPTION', `${where}: ${key}=${value} is not an integer in ${min}..${max}`, { field: `${where}.${key}` });
+  return n;
+}
+
+function checkKeys(options: OptionList, allowed: readonly string[], where: string): void {
+  for (const key of options.keys()) {
+    if (!allowed.includes(key)) throw new VmmError('INVALID_OPTION', `${where}: unknown option ${key}= (allowed: ${allowed.join(', ')})`, { field: `${where}.${key}` });
+  }
+}
+
+/** Parses `--blk id=d0,path=IMG,format=qcow2|raw,socket=SOCK[,readonly=on][,queues=N]`. */
+export function parseBlkOption(text: string, index = 0): ServeBlkSpec {
+  const where = `--blk #${index + 1}`;
+  const options = parseOptionList(text);
+  checkKeys(options, ['id', 'path', 'format', 'socket', 'readonly', 'queues', 'queue-size', 'serial', 'packed'], where);
+  const format = options.get('format') ?? 'raw';
+  if (format !== 'raw' && format !== 'qcow2') throw new VmmError('INVALID_OPTION', `${where}: format=${format} is not raw or qcow2`, { field: `${where}.format` });
+  const queueSize = integer(options, 'queue-size', where, 256, 1, 32768);
+  if ((queueSize & (queueSize - 1)) !== 0) throw new VmmError('INVALID_OPTION', `${where}: queue-size=${queueSize} is not a power of two`, { field: `${where}.queue-size` });
+  const id = take(options, 'id', where);
+  const serial = options.get('serial') ?? id;
+  if (new TextEncoder().encode(serial).length > 20) throw new VmmError('INVALID_OPTION', `${where}: serial is longer than 20 bytes`, { field: `${where}.serial` });
+  return {
+    kind: 'blk',
+    id,
+    path: take(options, 'path', where),
+    format,
+    socket: take(options, 'socket', where),
+    readOnly: flag(options, 'readonly', where, false),
+    queues: integer(options, 'queues', where, 1, 1, 64),
+    queueSize,
+    serial,
+    packed: flag(options, 'packed', where, true),
+  };
+}
+
+/** Parses `--rng id=r0,socket=SOCK[,rate=BYTES_PER_SECOND]`. */
+export function parseRngOption(text: string, index = 0): ServeRngSpec {
+  const where = `--rng #${index + 1}`;
+  const options = parseOptionList(text);
+  checkKeys(options, ['id', 'socket', 'rate'], where);
+  return { kind: 'rng', id: take(options, 'id', where), socket: take(options, 'socket', where), rate: integer(options, 'rate', where, 0, 0, 2 ** 40) };
+}
+
+/** All devices of one `vmm serve`, with ids and sockets unique. Nothing is started when any is bad. */
+export function parseServeOptions(input: { blk?: readonly string[]; rng?: readonly string[]; net?: readonly string[] }): ServeDeviceSpec[] {
+  if ((input.net ?? []).length > 0) {
+    throw new VmmError('INVALID_OPTION', '--net: the virtio-net back-end is not available yet (it arrives with the net device)', { field: '--net' });
+  }
+  const specs: ServeDeviceSpec[] = [...(input.blk ?? []).map(parseBlkOption), ...(input.rng ?? []).map(parseRngOption)];
+  if (specs.length === 0) throw new VmmError('INVALID_OPTION', 'vmm serve needs at least one --blk or --rng device');
+  const seen = new Set<string>();
+  for (const spec of specs) {
+    if (seen.has(`id:${spec.id}`)) throw new VmmError('INVALID_OPTION', `device id ${spec.id} is used twice`, { field: spec.id });
+    if (seen.has(`socket:${spec.socket}`)) throw new VmmError('INVALID_OPTION', `socket ${spec.socket} is used twice`, { field: spec.id });
+    seen.add(`id:${spec.id}`);
+    seen.add(`socket:${spec.socket}`);
+  }
+  return specs;
+}
