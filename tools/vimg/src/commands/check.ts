@@ -22,6 +22,7 @@ export async function runCheck(command: CheckCommand, context: CommandContext): 
     }
     throw error;
   }
+  for (const message of report.messages ?? []) context.io.stderr(`${message}\n`);
   if (command.output === 'json') {
     context.io.stdout(`${toQemuJson(checkReportToJson(report))}\n`);
   } else if (!command.quiet) {

@@ -40,6 +40,15 @@ export async function describeLayer(layer: ImageLayer, host: ImageHost): Promise
     ...(backing !== undefined && backing !== '' ? { backingFilename: backing, fullBackingFilename: pathCombine(layer.filename, backing) } : {}),
     ...(info.backingFilenameFormat !== undefined ? { backingFilenameFormat: info.backingFilenameFormat } : {}),
     ...(snapshots.length > 0 ? { snapshots } : {}),
-    ...(specific !== undefined ? { formatSpecific: { type: info.format, data: specific } } : {}),
+    ...(specific !== undefined ? { formatSpecific: { type: info.format, data: qemuFormatSpecific(info.format, specific) } } : {}),
   };
+}
+
+/**
+ * The format-specific fields qemu-img 7.2 prints: for a compat 0.10 qcow2 image only compat,
+ * compression-type and refcount-bits (qcow2_get_specific_info fills the rest for v3 only).
+ */
+export function qemuFormatSpecific(format: string, data: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
+  if (format !== 'qcow2' || data['compat'] !== '0.10') return data;
+  return { compat: '0.10', 'compression-type': data['compression-type'] ?? 'zlib', 'refcount-bits': data['refcount-bits'] };
 }

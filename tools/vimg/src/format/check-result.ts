@@ -12,6 +12,8 @@ export interface CheckReport {
   readonly allocatedClusters: number;
   readonly fragmentedClusters: number;
   readonly compressedClusters: number;
+  /** What was found, one line each, in qemu-img's wording (printed on stderr). */
+  readonly messages?: readonly string[];
 }
 
 /** `qemu-img check` exit status: 0 clean, 1 check not completed, 2 corruptions, 3 leaks only. */
@@ -22,21 +24,27 @@ export function checkExitCode(report: CheckReport): number {
   return 0;
 }
 
-/** The JSON object `qemu-img check --output=json` prints; zero counters are left out as qemu does. */
+/**
+ * The JSON object `qemu-img check --output=json` prints: zero counters are left out (except
+ * check-errors) and the keys come in the order qemu-img 7.2 prints them (its QDict order).
+ */
 export function checkReportToJson(report: CheckReport): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  if (report.imageEndOffset !== 0) out['image-end-offset'] = report.imageEndOffset;
-  if (report.totalClusters !== 0) out['total-clusters'] = report.totalClusters;
+  const optional = (key: string, value: number): void => {
+    if (value !== 0) out[key] = value;
+  };
+  optional('image-end-offset', report.imageEndOffset);
+  optional('compressed-clusters', report.compressedClusters);
+  optional('total-clusters', report.totalClusters);
+  optional('corruptions', report.corruptions);
+  optional('corruptions-fixed', report.corruptionsFixed);
   out['check-errors'] = report.checkErrors;
-  if (report.corruptions !== 0) out['corruptions'] = report.corruptions;
-  if (report.leaks !== 0) out['leaks'] = report.leaks;
-  if (report.corruptionsFixed !== 0) out['corruptions-fixed'] = report.corruptionsFixed;
-  if (report.leaksFixed !== 0) out['leaks-fixed'] = report.leaksFixed;
-  if (report.allocatedClusters !== 0) out['allocated-clusters'] = report.allocatedClusters;
-  if (report.fragmentedClusters !== 0) out['fragmented-clusters'] = report.fragmentedClusters;
-  if (report.compressedClusters !== 0) out['compressed-clusters'] = report.compressedClusters;
+  optional('leaks', report.leaks);
+  optional('leaks-fixed', report.leaksFixed);
+  optional('allocated-clusters', report.allocatedClusters);
   out['filename'] = report.filename;
   out['format'] = report.format;
+  optional('fragmented-clusters', report.fragmentedClusters);
   return out;
 }
 

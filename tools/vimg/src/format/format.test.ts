@@ -107,6 +107,21 @@ describe('check formatting and exit codes (qemu-img check)', () => {
     expect(checkExitCode({ ...leaky, corruptions: 2, checkErrors: 1 })).toBe(1);
   });
 
+  it('json key order with every counter (printed by qemu-img 7.2 for a corrupt image)', () => {
+    const report = { ...clean, filename: 'c.qcow2', imageEndOffset: 589824, compressedClusters: 1, corruptions: 1, allocatedClusters: 4, fragmentedClusters: 3 };
+    expect(toQemuJson(checkReportToJson(report))).toBe(`{
+    "image-end-offset": 589824,
+    "compressed-clusters": 1,
+    "total-clusters": 64,
+    "corruptions": 1,
+    "check-errors": 0,
+    "allocated-clusters": 4,
+    "filename": "c.qcow2",
+    "format": "qcow2",
+    "fragmented-clusters": 3
+}`);
+  });
+
   it('repair paragraph', () => {
     expect(formatRepairHuman(1, 0)).toBe('The following inconsistencies were found and repaired:\n\n    1 leaked clusters\n    0 corruptions\n\nDouble checking the fixed image now...\n');
   });
