@@ -20,8 +20,14 @@ function qemuIo(path: string, command: string): void {
 }
 
 /** qemu-img check --output=json, without the filename, and its exit status. */
-function theirs(path: string, repair?: Qcow2RepairMode): { json: Record<string, unknown> | null; status: number } {
+/** qemu-img check's findings on stderr, without its own "qemu-img:"/"qcow2:" lines. */
+function findings(stderr: string): string[] {
+  return stderr.split('\n').filter((l) => l !== '' && !l.startsWith('qemu-img:') && !l.startsWith('qcow2:'));
+}
+
+function theirs(path: string, repair?: Qcow2RepairMode, messages?: string[]): { json: Record<string, unknown> | null; status: number } {
   const r = qemuImg(['check', '--output=json', ...(repair === undefined ? [] : ['-r', repair]), path]);
+  messages?.push(...findings(r.stderr));
   // "Check failed": no report, exit status 1.
   if (r.stdout.trim() === '') return { json: null, status: r.status };
   const json = JSON.parse(r.stdout) as Record<string, unknown>;
@@ -132,12 +138,15 @@ describe.skipIf(skip !== undefined)('qcow2 check and repair vs qemu-img check', 
       writeFileSync(damaged, damage(bytes, layout(bytes)));
       const before = await ours(damaged);
       expect({ json: before.json, status: before.status }).toEqual(theirs(damaged));
+      // The same findings, line for line, as qemu-img prints on stderr.
+      expect(before.messages).toEqual(findings(qemuImg(['check', damaged]).stderr));
       for (const mode of ['leaks', 'all'] as const) {
         const a = `${damaged}.${mode}.a`;
         const b = `${damaged}.${mode}.b`;
         copyFileSync(damaged, a);
         copyFileSync(damaged, b);
-        const repairedByQemu = theirs(a, mode);
+        const qemuMessages: string[] = [];
+        const repairedByQemu = theirs(a, mode, qemuMessages);
         const repairedByUs = await ours(b, mode);
         if (qemuAllFails === true && mode === 'all') {
           expect(repairedByQemu.json).toBeNull();
@@ -147,6 +156,7 @@ describe.skipIf(skip !== undefined)('qcow2 check and repair vs qemu-img check', 
           continue;
         }
         expect({ json: repairedByUs.json, status: repairedByUs.status }).toEqual(repairedByQemu);
+        if (repairedByUs.json !== null) expect(repairedByUs.messages).toEqual(qemuMessages);
         // qemu-img finds in our repaired file what it finds in its own.
         expect(theirs(b)).toEqual(theirs(a));
       }

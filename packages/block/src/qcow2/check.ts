@@ -75,6 +75,8 @@ const FIX_ERRORS = 2;
 const TWO_32 = 4294967296;
 
 const hex = (n: number): string => n.toString(16);
+/** A 64-bit entry given as halves, in %" PRIx64 " form. */
+const hex64 = (hi: number, lo: number): string => (hi === 0 ? hex(lo >>> 0) : `${hex(hi >>> 0)}${hex(lo >>> 0).padStart(8, '0')}`);
 
 /** A growable array of computed refcounts (QEMU's "in-memory refcount table", imrt). */
 class RefcountArray {
@@ -271,7 +273,7 @@ class Checker {
       const lo = view.getUint32(p + 4);
       const bitmapZero = this.extendedL2 ? view.getUint32(p + 8) : 0;
       const bitmapAlloc = this.extendedL2 ? view.getUint32(p + 12) : 0;
-      const raw = `${hex(hi)}${hex(lo).padStart(8, '0')}`;
+      const raw = `${hex64(hi, lo)}`;
       if ((hi & 0x40000000) !== 0) {
         if ((hi & 0x80000000) !== 0) {
           this.log(`ERROR: coffset=0x${hex(offsetOfCompressed(hi & 0x7fffffff, lo, x))}: copied flag must never be set for compressed clusters`);
@@ -350,7 +352,7 @@ class Checker {
       const lo = view.getUint32(i * 8 + 4);
       if (hi === 0 && lo === 0) continue;
       if ((hi & 0x7f000000) !== 0 || (lo & 0x1ff) !== 0) {
-        this.log(`ERROR found L1 entry with reserved bits set: ${hex(hi)}${hex(lo).padStart(8, '0')}`);
+        this.log(`ERROR found L1 entry with reserved bits set: ${hex64(hi, lo)}`);
         this.res.corruptions++;
       }
       const l2Offset = (hi & 0x00ffffff) * TWO_32 + ((lo & 0xfffffe00) >>> 0);
@@ -499,7 +501,7 @@ class Checker {
       const refcount = await this.diskRefcount(Math.floor(l2Offset / this.cs));
       if (refcount >= 0 && (refcount === 1) !== ((hi & 0x80000000) !== 0)) {
         this.res.corruptions++;
-        this.log(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${hex(hi)}${hex(lo).padStart(8, '0')} refcount=${refcount}`);
+        this.log(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED L2 cluster: l1_index=${i} l1_entry=${hex64(hi, lo)} refcount=${refcount}`);
         if (repair) {
           const entry = new Uint8Array(8);
           const v = new DataView(entry.buffer);
@@ -524,7 +526,7 @@ class Checker {
         if (rc < 0) continue;
         if ((rc === 1) !== ((ehi & 0x80000000) !== 0)) {
           this.res.corruptions++;
-          this.log(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED data cluster: l2_entry=${hex(ehi)}${hex(elo).padStart(8, '0')} refcount=${rc}`);
+          this.log(`${repair ? 'Repairing' : 'ERROR'} OFLAG_COPIED data cluster: l2_entry=${hex64(ehi, elo)} refcount=${rc}`);
           if (repair) {
             view.setUint32(p, rc === 1 ? (ehi | 0x80000000) >>> 0 : ehi & 0x7fffffff);
             dirty++;
