@@ -193,4 +193,36 @@ describe.skipIf(skip !== undefined)('qcow2 check and repair vs qemu-img check', 
     expect(await ours(path, 'all')).toMatchObject(theirs(`${path}.q`, 'all'));
     expect(theirs(path)).toMatchObject({ status: 0 });
   });
+
+  for (const options of [
+    'cluster_size=512',
+    'cluster_size=2097152',
+    'refcount_bits=1',
+    'refcount_bits=64',
+    'compat=0.10',
+    'extended_l2=on,cluster_size=65536',
+    'lazy_refcounts=on',
+  ]) {
+    it(`the same report on images with -o ${options} (data, compressed and zero clusters, a snapshot)`, async () => {
+      const path = tmp.path(`fmt-${options.replace(/\W+/g, '-')}.qcow2`);
+      qemuImgOk(['create', '-q', '-f', 'qcow2', '-o', options, path, '8M']);
+      qemuIo(path, 'write -P 3 0 300k');
+      qemuIo(path, `write -c -P 4 4M ${options === 'cluster_size=2097152' ? '2M' : '64k'}`);
+      qemuIo(path, 'write -z 6M 64k');
+      if (!options.startsWith('refcount_bits=1')) qemuImgOk(['snapshot', '-c', 'snap', path]);
+      qemuIo(path, 'write -P 5 100k 4k');
+      const clean = await ours(path);
+      expect({ json: clean.json, status: clean.status }).toEqual(theirs(path));
+      // Slack at the end of the file, then more writes into it.
+      const bytes = new Uint8Array(readFileSync(path));
+      const cs = 2 ** new DataView(bytes.buffer).getUint32(20);
+      const grown = new Uint8Array(Math.ceil(bytes.length / cs) * cs + cs);
+      grown.set(bytes);
+      writeFileSync(path, grown);
+      qemuIo(path, 'write -P 6 7M 4k'); // QEMU allocates into the file: our view must agree
+      const after = await ours(path);
+      expect({ json: after.json, status: after.status }).toEqual(theirs(path));
+      expect(after.messages).toEqual(findings(qemuImg(['check', path]).stderr));
+    });
+  }
 });

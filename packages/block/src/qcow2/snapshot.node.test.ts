@@ -173,4 +173,22 @@ describe.skipIf(skip !== undefined)('qcow2 internal snapshots vs qemu-img', () =
     expect((await listSnapshots(ro)).map((s) => s.name)).toEqual(['a', 'c']);
     await ro.close();
   });
+
+  for (const options of ['cluster_size=512', 'refcount_bits=64', 'refcount_bits=2', 'compat=0.10', 'extended_l2=on']) {
+    it(`ours on -o ${options}: create, QEMU writes, apply, delete; qemu-img check clean after each`, async () => {
+      const path = tmp.path(`fmt-${options.replace(/\W+/g, '-')}.qcow2`);
+      qemuImgOk(['create', '-q', '-f', 'qcow2', '-o', options, path, String(2 * MiB)]);
+      qemuIo(path, 'write -P 0x31 0 256k');
+      await withImage(path, (d) => createSnapshot(d, { name: 'a' }));
+      expectCheckClean(path);
+      qemuIo(path, 'write -P 0x32 64k 64k');
+      expectCheckClean(path);
+      await withImage(path, (d) => applySnapshot(d, 'a'));
+      expectCheckClean(path);
+      qemuIo(path, 'read -P 0x31 0 256k');
+      await withImage(path, (d) => deleteSnapshot(d, 'a'));
+      expectCheckClean(path);
+      expect(qemuSnapshots(path)).toEqual([]);
+    });
+  }
 });
