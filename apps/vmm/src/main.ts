@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `vmm`: the virtio-ts reference VMM. Prints `vmm: <message> [CODE]` for every error, never a stack.
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { describeError, VmmError } from './errors.js';
 import { runCommand, type RunCommandOptions } from './cli/run-command.js';
 
@@ -8,19 +8,21 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 const count = (_: unknown, previous = 0): number => previous + 1;
 
 function program(): Command {
-  const cli = new Command('vmm').description('The virtio-ts reference VMM').exitOverride().showHelpAfterError();
+  const cli = new Command('vmm').description('The virtio-ts reference VMM').exitOverride().showSuggestionAfterError();
   cli
     .command('run', { isDefault: true })
     .description('Boot the model guest (vCPU worker threads driving our devices over virtio) and run workloads')
     .option('--config <file>', 'VM config as JSON (flags given too override its fields)')
     .option('--memory <size>', 'guest RAM, e.g. 256M')
     .option('--vcpus <n>', 'vCPU worker threads')
-    .addOption(new Option('--transport <transport>', 'virtio transport').choices(['pci', 'mmio']))
-    .addOption(new Option('--ring <layout>', 'virtqueue layout').choices(['split', 'packed']))
+    // Values are checked by the config schema (not commander's `choices`), so a bad flag and a bad
+    // JSON field get the same message naming the field.
+    .option('--transport <pci|mmio>', 'virtio transport')
+    .option('--ring <split|packed>', 'virtqueue layout')
     .option('--event-idx <on|off>', 'offer VIRTIO_RING_F_EVENT_IDX')
     .option('--indirect <on|off>', 'offer VIRTIO_RING_F_INDIRECT_DESC')
     .option('--queue-size <n>', 'virtqueue size (a power of two)')
-    .addOption(new Option('--dispatch <mode>', 'vCPUs as worker threads, or inline with synchronous dispatch').choices(['workers', 'inline']))
+    .option('--dispatch <workers|inline>', 'vCPUs as worker threads, or inline with synchronous dispatch')
     .option('--timeout <duration>', 'abandon the run after this long (e.g. 600, 10m)')
     .option('--blk <options>', 'a virtio-blk disk: path=IMG,format=raw|qcow2,readonly=on,queues=N,cache=writeback|writethrough|none, or size=64M for a memory disk (repeatable)', collect)
     .option('--rng', 'a virtio-rng device (repeatable)', count)
