@@ -163,6 +163,32 @@ describe.skipIf(skip !== undefined)('qcow2 check and repair vs qemu-img check', 
     });
   }
 
+  const snapshotScenarios: [name: string, edit: (view: DataView, table: number) => void][] = [
+    ['a snapshot whose L1 table is not cluster aligned', (v, t) => v.setBigUint64(t, v.getBigUint64(t) + 512n)],
+    ['a snapshot whose L1 table is too large', (v, t) => v.setUint32(t + 8, 0x1000000)],
+    ['a snapshot whose L1 table is past the end of the file', (v, t) => v.setBigUint64(t, 0x7000000n)],
+  ];
+  for (const [name, edit] of snapshotScenarios) {
+    it(`H20: ${name}: the same report and messages before and after -r all`, async () => {
+      const path = tmp.path(`${name.replace(/\W+/g, '-')}.qcow2`);
+      copyFileSync(base, path);
+      qemuImgOk(['snapshot', '-c', 'one', path]);
+      const bytes = new Uint8Array(readFileSync(path));
+      const view = new DataView(bytes.buffer);
+      edit(view, Number(view.getBigUint64(64)));
+      writeFileSync(path, bytes);
+      const before = await ours(path);
+      expect({ json: before.json, status: before.status }).toEqual(theirs(path));
+      expect(before.messages).toEqual(findings(qemuImg(['check', path]).stderr));
+      copyFileSync(path, `${path}.q`);
+      const qemuMessages: string[] = [];
+      const repairedByQemu = theirs(`${path}.q`, 'all', qemuMessages);
+      const repairedByUs = await ours(path, 'all');
+      expect({ json: repairedByUs.json, status: repairedByUs.status }).toEqual(repairedByQemu);
+      expect(repairedByUs.messages).toEqual(qemuMessages);
+    });
+  }
+
   it('an image with snapshots and compressed clusters: the same report, before and after damage', async () => {
     const raw = tmp.path('mixed.raw');
     const data = new Uint8Array(2 << 20);
