@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { formatJsonLines, formatTable } from './report.js';
 import { suites } from './suite.js';
 
@@ -14,6 +14,11 @@ function positiveNumber(value: string): number {
   return n;
 }
 
+function cpuMilliseconds(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
 const program = new Command()
   .name('bench')
   .description('Side-by-side benchmarks of virtio-ts')
@@ -21,7 +26,8 @@ const program = new Command()
   .option('--json', 'print one JSON object per line: row, unit, ours, peer, ratio')
   .option('-r, --repeats <n>', 'repeats per measurement (sides alternate; the median is reported)', positiveInteger, 7)
   .option('-s, --scale <x>', 'work per measurement (1 = default, 0.1 = quick)', positiveNumber, 1)
-  .action(async (names: string[], options: { json?: boolean; repeats: number; scale: number }) => {
+  .addOption(new Option('--clock <clock>', 'clock of single-thread rows: wall time, or this process\'s CPU time').choices(['wall', 'cpu']).default('wall'))
+  .action(async (names: string[], options: { json?: boolean; repeats: number; scale: number; clock: 'wall' | 'cpu' }) => {
     for (const name of names) {
       const load = suites[name];
       if (load === undefined) {
@@ -33,7 +39,8 @@ const program = new Command()
     for (const name of names) {
       const { suite } = await suites[name]!();
       const log = (message: string): void => void process.stderr.write(`[${suite.name}] ${message}\n`);
-      const rows = await suite.run({ repeats: options.repeats, scale: options.scale, log });
+      const now = options.clock === 'cpu' ? cpuMilliseconds : () => performance.now();
+      const rows = await suite.run({ repeats: options.repeats, scale: options.scale, log, now, clock: options.clock });
       if (options.json === true) process.stdout.write(`${formatJsonLines(rows)}\n`);
       else process.stdout.write(`\n${suite.description}\n${formatTable(rows, suite.peerTitle)}\n`);
     }

@@ -6,6 +6,14 @@ export interface SuiteOptions {
   readonly repeats: number;
   /** Scale of each measurement: 1 is the default, 0.1 a quick run. */
   readonly scale: number;
+  /**
+   * The clock of single-thread rows, in milliseconds: wall time (`performance.now`) by default,
+   * or this process's CPU time with `--clock cpu` (steadier on a shared machine: time spent
+   * descheduled is not counted). Worker rows always use wall time.
+   */
+  readonly now: () => number;
+  /** Name of that clock, for the report. */
+  readonly clock: 'wall' | 'cpu';
   /** Progress lines go here (stderr), never to stdout. */
   readonly log: (message: string) => void;
 }
@@ -25,4 +33,6 @@ export interface Suite {
  */
 export const suites: Record<string, () => Promise<{ suite: Suite }>> = {
   ring: () => import('./ring/index.js'),
+  block: () => import('./block/index.js'),
+  vmm: () => import('./vmm/index.js'),
 };

@@ -185,8 +185,8 @@ export class DescriptorChainReader {
     }
     return new SplitDescriptorChain(
       head,
-      readableCount === 0 ? EMPTY : readable.slice(0, readableCount),
-      writableCount === 0 ? EMPTY : writable.slice(0, writableCount),
+      copySegments(readable, readableCount),
+      copySegments(writable, writableCount),
       readableLength,
       writableLength,
       descriptorCount,
@@ -265,6 +265,22 @@ export class DescriptorChainReader {
 
   private fail(code: RingErrorCode, message: string, descriptor: number, address?: number, length?: number): never {
     throw new RingError(code, message, { queue: this.queue, head: this.head, descriptor, address, length });
+  }
+}
+
+/** An exact-size copy of the first `count` scratch segments (array literals for short chains: the cheapest allocation). */
+function copySegments(scratch: readonly ChainSegment[], count: number): readonly Segment[] {
+  switch (count) {
+    case 0:
+      return EMPTY;
+    case 1:
+      return [scratch[0]!];
+    case 2:
+      return [scratch[0]!, scratch[1]!];
+    case 3:
+      return [scratch[0]!, scratch[1]!, scratch[2]!];
+    default:
+      return scratch.slice(0, count);
   }
 }
 

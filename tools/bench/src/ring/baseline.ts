@@ -34,7 +34,7 @@ export function flatRing(buffer: SharedArrayBuffer, size: number): FlatRing {
 }
 
 /** Round trips per second of the flat loop with chains of `segments` descriptors, in one thread. */
-export function baselineRoundTrips(ring: FlatRing, segments: number, ops: number, dataAddress: number): number {
+export function baselineRoundTrips(ring: FlatRing, segments: number, ops: number, dataAddress: number, now: () => number = () => performance.now()): number {
   const { u16, u32, availIdx: ai, availRing: ar, usedIdx: ui, usedRing32: ur } = ring;
   const mask = ring.size - 1;
   let availIdx = 0;
@@ -45,7 +45,7 @@ export function baselineRoundTrips(ring: FlatRing, segments: number, ops: number
   let sink = 0;
   let served = 0;
   let reaped = 0;
-  const started = performance.now();
+  const started = now();
   for (let i = 0; i < ops; i++) {
     // Driver: write the chain's descriptors, the avail entry, then avail idx.
     for (let k = 0; k < segments; k++) {
@@ -87,7 +87,7 @@ export function baselineRoundTrips(ring: FlatRing, segments: number, ops: number
     }
     head = (head + segments) & mask;
   }
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (now() - started) / 1000;
   if (sink === -1) console.log(sink);
   if (served !== ops || reaped !== ops) throw new Error(`split baseline lost buffers: ${served}/${reaped} of ${ops}`);
   return ops / seconds;

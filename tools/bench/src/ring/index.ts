@@ -11,23 +11,23 @@ async function run(options: SuiteOptions): Promise<Row[]> {
   const singleOps = Math.max(10_000, Math.round(2_000_000 * options.scale));
   const threadOps = Math.max(10_000, Math.round(400_000 * options.scale));
   for (const segments of [1, 4]) {
-    const ours = splitRoundTripper(segments);
+    const ours = splitRoundTripper(segments, {}, options.now);
     const flat = flatRing(new SharedArrayBuffer(1 << 16), 256);
     // Warm both sides up before measuring.
     ours(singleOps);
     baselineRoundTrips(flat, segments, singleOps, 0x8000);
     options.log(`split ${segments}-descriptor chains, one thread`);
-    const single = await alternate(options.repeats, () => ours(singleOps), () => baselineRoundTrips(flat, segments, singleOps, 0x8000));
-    rows.push(row(`split ${segments}-desc round trips, 1 thread`, 'ops/s', single.ours, single.peer));
+    const single = await alternate(options.repeats, () => ours(singleOps), () => baselineRoundTrips(flat, segments, singleOps, 0x8000, options.now));
+    rows.push(row(`split ${segments}-desc round trips, 1 thread`, options.clock === 'cpu' ? 'ops/cpu-s' : 'ops/s', single.ours, single.peer));
   }
   for (const segments of [1, 4]) {
-    const ours = packedRoundTripper(segments);
+    const ours = packedRoundTripper(segments, options.now);
     const flat = new SharedArrayBuffer(1 << 16);
     ours(singleOps);
     packedBaselineRoundTrips(flat, 256, segments, singleOps, 0x8000);
     options.log(`packed ${segments}-descriptor chains, one thread`);
-    const single = await alternate(options.repeats, () => ours(singleOps), () => packedBaselineRoundTrips(flat, 256, segments, singleOps, 0x8000));
-    rows.push(row(`packed ${segments}-desc round trips, 1 thread`, 'ops/s', single.ours, single.peer));
+    const single = await alternate(options.repeats, () => ours(singleOps), () => packedBaselineRoundTrips(flat, 256, segments, singleOps, 0x8000, options.now));
+    rows.push(row(`packed ${segments}-desc round trips, 1 thread`, options.clock === 'cpu' ? 'ops/cpu-s' : 'ops/s', single.ours, single.peer));
   }
   for (const layout of ['split', 'packed'] as const) {
     for (const segments of [1, 4]) {

@@ -5,7 +5,7 @@ import { PackedDeviceQueue, PackedDriverQueue, packedQueueFootprint, packedQueue
  * Packed-ring round trips per second through the public API, one thread (same shape as
  * `splitRoundTripper`; a separate function so each stays monomorphic).
  */
-export function packedRoundTripper(segments: number): (ops: number) => number {
+export function packedRoundTripper(segments: number, now: () => number = () => performance.now()): (ops: number) => number {
   const size = 256;
   const layout = packedQueueLayout(size, 0);
   const dataAddress = Math.ceil(packedQueueFootprint(size) / 4096) * 4096;
@@ -17,14 +17,14 @@ export function packedRoundTripper(segments: number): (ops: number) => number {
   for (let k = 1; k < segments; k++) writable.push({ address: dataAddress + 64 * k, length: 64 });
   return (ops) => {
     let sink = 0;
-    const started = performance.now();
+    const started = now();
     for (let i = 0; i < ops; i++) {
       driver.add(readable, writable, i);
       const chain = device.pop()!;
       device.pushUsed(chain.head, chain.writableLength);
       sink += driver.getUsed()!.length;
     }
-    const seconds = (performance.now() - started) / 1000;
+    const seconds = (now() - started) / 1000;
     if (sink < 0) console.log(sink);
     return ops / seconds;
   };
@@ -41,7 +41,14 @@ const WRITE = 2;
  * chain, writes the used descriptor with its flags last; the driver reads it back. Chains never
  * straddle the wrap (size is a multiple of `segments`), no ids or free list, no validation.
  */
-export function packedBaselineRoundTrips(buffer: SharedArrayBuffer, size: number, segments: number, ops: number, dataAddress: number): number {
+export function packedBaselineRoundTrips(
+  buffer: SharedArrayBuffer,
+  size: number,
+  segments: number,
+  ops: number,
+  dataAddress: number,
+  now: () => number = () => performance.now(),
+): number {
   const u16 = new Uint16Array(buffer);
   const u32 = new Uint32Array(buffer);
   let availPos = 0;
@@ -54,7 +61,7 @@ export function packedBaselineRoundTrips(buffer: SharedArrayBuffer, size: number
   let served = 0;
   let reaped = 0;
   u16.fill(0, 0, size * 8);
-  const started = performance.now();
+  const started = now();
   for (let i = 0; i < ops; i++) {
     const availFlags = availWrap === 1 ? AVAIL : USED;
     for (let k = segments - 1; k >= 0; k--) {
@@ -108,7 +115,7 @@ export function packedBaselineRoundTrips(buffer: SharedArrayBuffer, size: number
       }
     }
   }
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (now() - started) / 1000;
   if (sink === -1) console.log(sink);
   if (served !== ops || reaped !== ops) throw new Error(`packed baseline lost buffers: ${served}/${reaped} of ${ops}`);
   return ops / seconds;
