@@ -38,14 +38,17 @@ export const EXTENT_TOO_LONG = -1;
  *    last, so a well-behaved driver never shows this state and a hostile one only stalls itself.
  *    A chain still flagged NEXT after `size` slots is longer than the queue (§2.8.17: MUST NOT)
  *    and can never complete, since the slot after it is its own head in the next lap.
- * 2. {@link parse}: validates the slots and any indirect table, and builds the chain. It
- *    returns (does not throw) the first content error, so that the caller can consume the chain
- *    and let the device complete it with `pushUsed(id, 0)`.
+ * 2. {@link parse}: validates the slots and any indirect table, and builds the chain. On the
+ *    first content error it returns null and leaves the error in {@link lastError} (it does not
+ *    throw), so that the caller can consume the chain and let the device complete it with
+ *    `pushUsed(id, 0)`.
  * @internal
  */
 export class PackedChainReader {
   /** Buffer id of the last buffer {@link extent} measured (§2.8.6: "Buffer ID is included in the last descriptor"). */
   lastId = 0;
+  /** The error of the last {@link parse} that returned null. */
+  lastError: RingError | null = null;
   private region: GuestRegion;
 
   constructor(
@@ -86,7 +89,7 @@ export class PackedChainReader {
   }
 
   /** Validates and flattens the `count` slots from `position`, buffer id `id`. */
-  parse(position: number, count: number, id: number): DescriptorChain | RingError {
+  parse(position: number, count: number, id: number): DescriptorChain | null {
     const u32 = this.views.descU32;
     const base32 = this.views.desc32;
     const u16 = this.views.descU16;
@@ -152,7 +155,7 @@ export class PackedChainReader {
   }
 
   /** §2.8.7: the one ring descriptor refers to a table of `length / 16` descriptors. */
-  private parseIndirect(high: number, low: number, length: number, id: number, slot: number): DescriptorChain | RingError {
+  private parseIndirect(high: number, low: number, length: number, id: number, slot: number): DescriptorChain | null {
     if (length === 0 || length % 16 !== 0) {
       return this.error('INDIRECT_TABLE_INVALID_LENGTH', 'indirect table length is 0 or not a multiple of 16', id, slot, undefined, length);
     }
@@ -224,7 +227,9 @@ export class PackedChainReader {
     return true;
   }
 
-  private error(code: RingErrorCode, message: string, head: number, descriptor: number, address?: number, length?: number): RingError {
-    return new RingError(code, message, { queue: this.queue, head, descriptor, address, length });
+  /** Records the chain's first error in {@link lastError} and returns null. */
+  private error(code: RingErrorCode, message: string, head: number, descriptor: number, address?: number, length?: number): null {
+    this.lastError = new RingError(code, message, { queue: this.queue, head, descriptor, address, length });
+    return null;
   }
 }

@@ -58,6 +58,7 @@ export class PackedDeviceQueue implements DeviceQueue {
   readonly layout = 'packed' as const;
   readonly size: number;
   readonly features: QueueFeatures;
+  private readonly eventIdx: boolean;
   /** Guest addresses of the three areas. */
   readonly ring: PackedQueueLayout;
 
@@ -98,6 +99,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       indirect: options.features?.indirect === true,
       inOrder: options.features?.inOrder === true,
     });
+    this.eventIdx = this.features.eventIdx;
     this.index = options.index ?? 0;
     this.views = new PackedRingViews(layout, resolved);
     this.reader = new PackedChainReader(this.views, options.memory, this.size, this.features.indirect, this.index);
@@ -180,10 +182,15 @@ export class PackedDeviceQueue implements DeviceQueue {
       this.order[tail] = id;
       this.orderCount++;
     }
-    if (this.notifying && this.features.eventIdx) this.publishAvailEvent();
-    if (result instanceof RingError) {
+    if (this.notifying && this.eventIdx) {
+      // Keep the event at our next position while notifications are on. A plain store: this is
+      // a hint; enableNotification() publishes with Atomics and re-checks, which is what makes
+      // sleeping safe (the split queue does the same with avail_event).
+      this.views.deviceEventU32[this.views.deviceEvent32] = eventSuppressionWord(RING_EVENT_FLAGS_DESC, next, this.availWrapCounter);
+    }
+    if (result === null) {
       this.writable[id] = 0;
-      throw result;
+      throw this.reader.lastError!;
     }
     this.writable[id] = result.writableLength;
     return result;

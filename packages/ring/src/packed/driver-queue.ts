@@ -67,6 +67,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly size: number;
   readonly features: QueueFeatures;
   readonly ring: PackedQueueLayout;
+  private readonly eventIdx: boolean;
 
   private readonly views: PackedRingViews;
   private readonly index: number;
@@ -115,6 +116,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       indirect: options.features?.indirect === true,
       inOrder: options.features?.inOrder === true,
     });
+    this.eventIdx = this.features.eventIdx;
     this.index = options.index ?? 0;
     this.views = new PackedRingViews(layout, resolved);
     const threshold = options.indirectThreshold ?? 2;
@@ -172,6 +174,10 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (this.isBroken) throw new RingError('QUEUE_BROKEN', 'queue is broken; reset the device', { queue: this.index });
     const nr = readable.length;
     const n = nr + writable.length;
+    if (n === 1 && this.free > 0) {
+      this.addOne(nr === 1 ? readable[0]! : writable[0]!, nr === 0, token);
+      return;
+    }
     if (n === 0) throw new RingError('INVALID_ARGUMENT', 'a buffer needs at least one segment', { queue: this.index });
     // entriesPerTable is 0 without indirect tables.
     const indirect = n > 1 && n <= this.entriesPerTable && (n >= this.indirectThreshold || n > this.free);
@@ -261,6 +267,39 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     // Publication point (release): the device reads the rest after it sees these flags.
     Atomics.store(u16, base16 + head * 8 + 7, headWord);
+  }
+
+  /** The one-segment case of add(), without loops (the common case for many devices). */
+  private addOne(segment: Segment, isWritable: boolean, token: T): void {
+    const length = segment.length;
+    const address = segment.address;
+    if (length >>> 0 !== length || !(address >= 0 && Number.isSafeInteger(address))) {
+      throw new RingError('INVALID_ARGUMENT', 'segment needs a u32 length and a guest address', { queue: this.index, address, length });
+    }
+    const id = this.freeIds[--this.freeTop]!;
+    const views = this.views;
+    const head = this.nextAvail;
+    const d = views.desc32 + head * 4;
+    const u32 = views.descU32;
+    u32[d] = address >>> 0;
+    u32[d + 1] = (address / TWO_POW_32) >>> 0;
+    u32[d + 2] = length;
+    const flagsIndex = views.desc16 + head * 8 + 7;
+    views.descU16[flagsIndex - 1] = id;
+    const headWord = isWritable ? this.availFlags | VIRTQ_DESC_F_WRITE : this.availFlags;
+    this.advance(1);
+    this.tokens[id] = token;
+    this.inFlight[id] = 1;
+    this.slots[id] = 1;
+    this.writable[id] = isWritable ? length : 0;
+    if (this.features.inOrder) {
+      let tail = this.orderHead + this.orderCount;
+      if (tail >= this.size) tail -= this.size;
+      this.order[tail] = id;
+      this.orderCount++;
+    }
+    // Publication point (release): the device reads the rest after it sees these flags.
+    Atomics.store(views.descU16, flagsIndex, headWord);
   }
 
   kickPrepare(): boolean {
@@ -394,7 +433,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.lastUsed = next;
     this.free += count;
     this.freeIds[this.freeTop++] = id;
-    if (this.callbacks && this.features.eventIdx && this.batchEnd < 0) this.publishUsedEvent();
+    if (this.callbacks && this.eventIdx && this.batchEnd < 0) {
+      // As Linux does after each get_buf in DESC mode. A plain store: a hint; enableCallback()
+      // publishes with Atomics and re-checks, which is what makes sleeping safe.
+      this.views.driverEventU32[this.views.driverEvent32] = eventSuppressionWord(RING_EVENT_FLAGS_DESC, next, this.usedWrapCounter);
+    }
     return { token, length };
   }
 
