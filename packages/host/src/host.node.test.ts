@@ -136,6 +136,14 @@ describe('Unix sockets with SCM_RIGHTS', () => {
     const before = openFds();
     expect(codeOf(() => UnixSocket.connect(path.join(dir, 'nobody.sock')))).toBe('ENOENT');
     expect(openFds()).toBe(before);
+    const quiet = UnixListener.listen(path.join(dir, 'quiet.sock'), 4, { nonBlocking: true });
+    expect(quiet.tryAccept()).toBeNull(); // nobody connecting: no block
+    const peer = UnixSocket.connect(path.join(dir, 'quiet.sock'));
+    const tried = quiet.tryAccept();
+    expect(tried).not.toBeNull();
+    tried!.close();
+    peer.close();
+    quiet.close();
     const pending = listener.accept();
     listener.close();
     await expect(pending).rejects.toMatchObject({ code: 'CLOSED' });

@@ -1,5 +1,5 @@
 import {
-  AF_UNIX, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_TRUNC, SCM_MAX_FD, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_STREAM, SOL_SOCKET,
+  AF_UNIX, MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_NOSIGNAL, MSG_TRUNC, SCM_MAX_FD, SCM_RIGHTS, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET,
 } from './constants.js';
 import { HostError, syscallError, toError } from './errors.js';
 import { closeFd } from './fd.js';
@@ -242,9 +242,9 @@ export class UnixListener {
     this.path = path;
   }
 
-  static listen(path: string, backlog = 16): UnixListener {
+  static listen(path: string, backlog = 16, options: { nonBlocking?: boolean } = {}): UnixListener {
     const address = sockaddrUn(path);
-    const fd = libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const fd = libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (options.nonBlocking ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0) throw syscallError('socket', errno(), { path });
     if (libc().bind(fd, address, address.length) !== 0 || libc().listen(fd, backlog) !== 0) {
       const e = errno();
@@ -270,6 +270,21 @@ export class UnixListener {
         resolve(new UnixSocket(fd, options));
       });
     });
+  }
+
+  /**
+   * Accepts a pending connection without blocking (the listener must be non-blocking: see
+   * `listen(path, backlog, { nonBlocking: true })`); null when none is waiting. For epoll loops.
+   */
+  tryAccept(options?: { maxBytes?: number; maxFds?: number }): UnixSocket | null {
+    if (this.closed) throw new HostError('CLOSED', 'listener closed', { path: this.path });
+    const fd = libc().accept4(this.fd, null, null, SOCK_CLOEXEC);
+    if (fd < 0) {
+      const e = errno();
+      if (e === 11 /* EAGAIN */ || e === 4 /* EINTR */) return null;
+      throw syscallError('accept4', e, { path: this.path });
+    }
+    return new UnixSocket(fd, options);
   }
 
   /** Stops listening (a pending accept fails with CLOSED). Does not unlink the path. */

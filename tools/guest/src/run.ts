@@ -10,6 +10,8 @@ export interface RunGuestOptions {
   readonly script: string;
   /** Extra QEMU arguments: devices, netdevs, memory backends. */
   readonly qemuArgs?: readonly string[];
+  /** vCPUs (default 1). blk-mq maps queues to CPUs: a multiqueue test needs as many vCPUs as queues. */
+  readonly smp?: number;
   /** Guest RAM (QEMU `-m`), default 512M. Must match a memory backend given in qemuArgs. */
   readonly memory?: string;
   readonly qemu?: string;
@@ -45,7 +47,7 @@ export async function runGuest(options: RunGuestOptions): Promise<GuestResult> {
     const encoded = Buffer.from(options.script).toString('base64');
     const append = ['console=ttyS0', 'panic=-1', 'loglevel=4', 'rdinit=/init', options.append ?? ''];
     const args = [
-      '-machine', 'pc,accel=tcg', '-cpu', 'qemu64', '-m', options.memory ?? '512M', '-smp', '1',
+      '-machine', 'pc,accel=tcg', '-cpu', 'qemu64', '-m', options.memory ?? '512M', '-smp', String(options.smp ?? 1),
       '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot', '-nodefaults',
       '-kernel', options.guest.kernel, '-initrd', options.guest.initrd,
     ];

@@ -83,6 +83,11 @@ export class VhostUserBackend {
     return ring;
   }
 
+  /** Kicks served per vring since the connection began. */
+  get kickCounts(): number[] {
+    return this.vrings.map((r) => r.kicks);
+  }
+
   get vringCount(): number {
     return this.vrings.length;
   }
@@ -260,6 +265,7 @@ export class VhostUserBackend {
   kick(index: number): void {
     const ring = this.vrings[index];
     if (!ring || !ring.started || !ring.enabled || this.closed) return;
+    ring.kicks++;
     if (!this.active) this.activate();
     if (this.active && ring.queue) {
       try {

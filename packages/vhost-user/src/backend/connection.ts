@@ -20,6 +20,8 @@ export interface ConnectionEnd {
   readonly reason: 'closed' | 'error';
   readonly error?: Error;
   readonly messages: number;
+  /** Kicks served per vring. */
+  readonly kicks: readonly number[];
 }
 
 /**
@@ -81,10 +83,10 @@ export async function serveConnection(socket: UnixSocket, options: ConnectionOpt
       try {
         received = socket.tryReceive(reader.bytesWanted());
       } catch (error) {
-        return { reason: 'error', error: error as Error, messages };
+        return { reason: 'error', error: error as Error, messages, kicks: backend.kickCounts };
       }
       if (received === null) return undefined;
-      if (received.end) return { reason: 'closed', messages };
+      if (received.end) return { reason: 'closed', messages, kicks: backend.kickCounts };
       let framed;
       try {
         reader.push(received.data, received.fds);
@@ -103,7 +105,7 @@ export async function serveConnection(socket: UnixSocket, options: ConnectionOpt
       } catch (error) {
         if (VhostUserError.isInstance(error) || HostError.isInstance(error)) {
           log(`vhost-user: closing the connection: ${error.message}`);
-          return { reason: 'error', error, messages };
+          return { reason: 'error', error, messages, kicks: backend.kickCounts };
         }
         throw error;
       }

@@ -7,7 +7,7 @@ import { BlkDevice } from '@virtio-ts/backends';
 import { openImage } from '@virtio-ts/block/node';
 import { buildGuest, runGuest, type GuestResult } from '@virtio-ts/guest';
 import { UnixListener } from '@virtio-ts/host';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveConnection, type ConnectionEnd } from '../index.js';
 
 function have(command: string): boolean {
@@ -28,29 +28,45 @@ interface Run {
   readonly server: ConnectionEnd;
 }
 
+interface BootOptions {
+  readonly queues?: number;
+  readonly packed?: boolean;
+  readonly eventIdx?: boolean;
+  readonly indirect?: boolean;
+  readonly readOnly?: boolean;
+  readonly format?: 'raw' | 'qcow2';
+}
+
 /** Boots Linux under QEMU TCG with vhost-user-blk-pci attached to our back-end serving `image`. */
-async function bootWithOurBlk(image: string, script: string, options: { queues?: number; packed?: boolean; readOnly?: boolean; format?: 'raw' | 'qcow2' } = {}): Promise<Run> {
+async function bootWithOurBlk(image: string, script: string, options: BootOptions = {}): Promise<Run> {
   const scratch = await mkdtemp(path.join(tmpdir(), 'vt-vu-'));
   const socketPath = path.join(scratch, 'blk.sock');
+  const queues = options.queues ?? 1;
   const driver = await openImage(image, { format: options.format ?? 'raw', readOnly: options.readOnly ?? false });
-  const device = new BlkDevice({ driver, serial: 'virtio-ts-0001', numQueues: options.queues ?? 1, queueSize: 256, readOnly: options.readOnly });
+  const device = new BlkDevice({
+    driver, serial: 'virtio-ts-0001', numQueues: queues, queueSize: 256, readOnly: options.readOnly,
+    packed: options.packed ?? false, eventIdx: options.eventIdx ?? true, indirect: options.indirect ?? true,
+  });
   const listener = UnixListener.listen(socketPath);
   const log: string[] = [];
   const served = listener.accept().then((socket) => serveConnection(socket, { device, log: (m) => log.push(m) }));
+  const flags = [`num-queues=${queues}`, `packed=${options.packed ? 'on' : 'off'}`, `event_idx=${options.eventIdx === false ? 'off' : 'on'}`, `indirect_desc=${options.indirect === false ? 'off' : 'on'}`];
   try {
     const guest = await runGuest({
       guest: await buildGuest(),
       script,
       memory: '512M',
-      timeoutMs: 150_000,
+      smp: queues,
+      timeoutMs: 180_000,
       qemuArgs: [
         '-object', 'memory-backend-memfd,id=mem,size=512M,share=on', '-numa', 'node,memdev=mem',
         '-chardev', `socket,id=vu0,path=${socketPath}`,
-        '-device', `vhost-user-blk-pci,chardev=vu0,num-queues=${options.queues ?? 1}${options.packed ? ',packed=on' : ''}`,
+        '-device', `vhost-user-blk-pci,chardev=vu0,${flags.join(',')}`,
       ],
     });
     const server = await served;
     if (log.length > 0) console.log(log.join('\n'));
+    if (server.reason !== 'closed') console.log(`server: ${server.reason} ${server.error?.message ?? ''}`);
     return { guest, server };
   } finally {
     listener.close();
@@ -59,27 +75,91 @@ async function bootWithOurBlk(image: string, script: string, options: { queues?:
   }
 }
 
+const MiB = 1 << 20;
+
+function expectGuestOk(guest: GuestResult): void {
+  expect(guest.timedOut, guest.output.slice(-3000)).toBe(false);
+  expect(guest.status, guest.output.slice(-3000)).toBe(0);
+}
+
 describe.skipIf(missing.length > 0)(`Linux's virtio_blk over vhost-user against our back-end${skipReason}`, () => {
-  it('sees /dev/vda with the right size and serial; ext4 + fsck clean; the image holds the file', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'vt-vu-img-'));
-    try {
-      const image = path.join(dir, 'disk.raw');
-      execFileSync('qemu-img', ['create', '-f', 'raw', image, '64M'], { stdio: 'ignore' });
-      const { guest, server } = await bootWithOurBlk(image, [
-        'echo SIZE=$(cat /sys/block/vda/size) SERIAL=$(cat /sys/block/vda/serial)',
-        '/usr/sbin/mke2fs -q -t ext4 /dev/vda',
-        'mount /dev/vda /mnt && echo virtio-ts > /mnt/hello && sync && umount /mnt',
-        '/usr/sbin/e2fsck -fn /dev/vda',
-      ].join('\n'));
-      expect(guest.timedOut, guest.output.slice(-3000)).toBe(false);
-      expect(guest.output).toContain('SIZE=131072 SERIAL=virtio-ts-0001');
-      expect(guest.status, guest.output.slice(-3000)).toBe(0);
-      expect(server.reason).toBe('closed');
-      execFileSync('/usr/sbin/e2fsck', ['-fn', image], { stdio: 'ignore' });
-      const cat = execFileSync('/usr/sbin/debugfs', ['-R', 'cat /hello', image], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-      expect(cat.trim()).toBe('virtio-ts');
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'vt-vu-img-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('raw, split ring, event idx, two queues on two vCPUs: size and serial, ext4 + fsck clean, fio crc32c verify at depth 16', async () => {
+    const image = path.join(dir, 'split.raw');
+    execFileSync('qemu-img', ['create', '-f', 'raw', image, '64M'], { stdio: 'ignore' });
+    const { guest, server } = await bootWithOurBlk(image, [
+      'echo SIZE=$(cat /sys/block/vda/size) SERIAL=$(cat /sys/block/vda/serial) HWQ=$(ls /sys/block/vda/mq | wc -l)',
+      '/usr/sbin/mke2fs -q -t ext4 /dev/vda 32M',
+      'mount /dev/vda /mnt && echo virtio-ts > /mnt/hello && sync && umount /mnt',
+      '/usr/sbin/e2fsck -fn /dev/vda',
+      '/usr/bin/fio --name=verify --filename=/dev/vda --offset=32M --size=16M --offset_increment=16M --numjobs=2 --cpus_allowed=0-1 --cpus_allowed_policy=split --rw=randwrite --bs=4k --iodepth=16 --ioengine=libaio --direct=1 --verify=crc32c --verify_fatal=1 --group_reporting --output-format=terse > /tmp/fio.out',
+      'echo FIO-OK',
+    ].join('\n'), { queues: 2 });
+    expectGuestOk(guest);
+    expect(guest.output).toContain('SIZE=131072 SERIAL=virtio-ts-0001 HWQ=2');
+    expect(guest.output).toContain('FIO-OK');
+    expect(server.reason).toBe('closed');
+    expect(server.kicks.length).toBe(2);
+    expect(server.kicks.every((k) => k > 0), `kicks per queue: ${server.kicks.join(',')}`).toBe(true);
+    execFileSync('/usr/sbin/e2fsck', ['-fn', image], { stdio: 'ignore' });
+    const hello = execFileSync('/usr/sbin/debugfs', ['-R', 'cat /hello', image], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(hello.trim()).toBe('virtio-ts');
+  }, 300_000);
+
+  it('qcow2, packed ring, event idx and indirect off: ext4 + fsck, discard and zero-range reach the image, qemu-img check clean', async () => {
+    const image = path.join(dir, 'packed.qcow2');
+    execFileSync('qemu-img', ['create', '-f', 'qcow2', image, '64M'], { stdio: 'ignore' });
+    const { guest, server } = await bootWithOurBlk(image, [
+      'echo DISCARD_MAX=$(cat /sys/block/vda/queue/discard_max_bytes) WZ_MAX=$(cat /sys/block/vda/queue/write_zeroes_max_bytes)',
+      '/usr/sbin/mke2fs -q -t ext4 /dev/vda 32M',
+      'mount /dev/vda /mnt && echo packed > /mnt/hello && sync && umount /mnt',
+      '/usr/sbin/e2fsck -fn /dev/vda',
+      '/usr/bin/fio --name=verify --filename=/dev/vda --offset=48M --size=8M --rw=randwrite --bs=4k --iodepth=16 --ioengine=libaio --direct=1 --verify=crc32c --verify_fatal=1 --output-format=terse > /tmp/fio.out',
+      `dd if=/dev/urandom of=/dev/vda bs=1M seek=40 count=4 conv=fsync 2>/dev/null`,
+      `/usr/sbin/blkdiscard -f -o ${40 * MiB} -l ${2 * MiB} /dev/vda`,
+      `/usr/bin/fallocate -z -o ${42 * MiB} -l ${2 * MiB} /dev/vda`,
+      'sync',
+      'echo DONE',
+    ].join('\n'), { format: 'qcow2', packed: true, eventIdx: false, indirect: false });
+    expectGuestOk(guest);
+    expect(guest.output).toContain('DONE');
+    expect(server.reason, server.error?.message).toBe('closed');
+    const check = JSON.parse(execFileSync('qemu-img', ['check', '--output=json', image], { encoding: 'utf8' })) as Record<string, number>;
+    expect(check['corruptions'] ?? 0).toBe(0);
+    expect(check['leaks'] ?? 0).toBe(0);
+    expect(check['check-errors'] ?? 0).toBe(0);
+    const map = JSON.parse(execFileSync('qemu-img', ['map', '--output=json', image], { encoding: 'utf8' })) as { start: number; length: number; data: boolean; zero: boolean }[];
+    const touching = map.filter((e) => e.start < 44 * MiB && e.start + e.length > 40 * MiB);
+    expect(touching.length).toBeGreaterThan(0);
+    expect(touching.every((e) => !e.data && e.zero), JSON.stringify(touching)).toBe(true);
+    // Data written before and after the range is still there.
+    expect(map.some((e) => e.data && e.start < 48 * MiB + 8 * MiB && e.start + e.length > 48 * MiB)).toBe(true);
+    const flat = path.join(dir, 'packed-flat.raw');
+    execFileSync('qemu-img', ['convert', '-O', 'raw', image, flat]);
+    execFileSync('/usr/sbin/e2fsck', ['-fn', flat], { stdio: 'ignore' });
+    const hello = execFileSync('/usr/sbin/debugfs', ['-R', 'cat /hello', flat], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    expect(hello.trim()).toBe('packed');
+  }, 300_000);
+
+  it('a read-only device refuses writes and still reads', async () => {
+    const image = path.join(dir, 'ro.raw');
+    execFileSync('qemu-img', ['create', '-f', 'raw', image, '16M'], { stdio: 'ignore' });
+    const { guest } = await bootWithOurBlk(image, [
+      'echo RO=$(cat /sys/block/vda/ro)',
+      'dd if=/dev/vda of=/dev/null bs=1M count=4 2>/dev/null && echo READ-OK',
+      'if dd if=/dev/zero of=/dev/vda bs=4k count=1 conv=fsync 2>/dev/null; then echo WRITE-ALLOWED; exit 1; fi',
+      'echo WRITE-REFUSED',
+    ].join('\n'), { readOnly: true });
+    expectGuestOk(guest);
+    expect(guest.output).toContain('RO=1');
+    expect(guest.output).toContain('READ-OK');
+    expect(guest.output).toContain('WRITE-REFUSED');
   }, 300_000);
 });

@@ -30,6 +30,8 @@ export class Vring {
   enabled = false;
   started = false;
   queue: DeviceQueue | null = null;
+  /** Kicks received over the connection's lifetime (for logs and tests). */
+  kicks = 0;
 
   constructor(index: number, maxSize: number) {
     this.index = index;
@@ -52,6 +54,9 @@ export class Vring {
 
 /** Requests popped by the device and not yet returned (split and packed name the counter differently). */
 export function inFlightOf(queue: DeviceQueue): number {
-  const q = queue as unknown as { inFlight?: number; inFlightCount?: number };
-  return q.inFlight ?? q.inFlightCount ?? 0;
+  const q = queue as unknown as { inFlight?: unknown; inFlightCount?: unknown };
+  if (typeof q.inFlightCount === 'number') return q.inFlightCount;
+  if (typeof q.inFlight === 'number') return q.inFlight;
+  // Fall back to the saved state's list of in-flight heads (both layouts record it).
+  return queue.saveState().inFlight.length;
 }
