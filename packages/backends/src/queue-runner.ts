@@ -1,5 +1,6 @@
 import { RingError, type DescriptorChain, type DeviceQueue } from '@virtio-ts/ring';
 import type { ActivationContext } from '@virtio-ts/device';
+import { clearTimer, setTimer } from './web-apis.js';
 
 /** What a {@link QueueRunner} reports to its device's metrics. */
 export interface QueueRunnerEvents {
@@ -20,26 +21,48 @@ export interface QueueRunnerEvents {
 export class QueueRunner {
   /** True once the device was marked broken; the runner then ignores the queue. */
   broken = false;
+  /** True after {@link detach} (device reset): the runner touches nothing any more. */
+  detached = false;
+  private resumeTimer: unknown = undefined;
 
   constructor(
     readonly index: number,
     readonly queue: DeviceQueue,
     private readonly context: Pick<ActivationContext, 'interrupt' | 'markNeedsReset'>,
     private readonly events: QueueRunnerEvents,
+    /**
+     * Called (from a timer) to continue a drain that stopped after {@link yieldAfter} chains, so
+     * that a guest keeping the ring always full cannot hold the thread (H17).
+     */
+    private readonly resume?: () => void,
+    /** Chains handed out by one `drain` before it yields. Default: four times the queue size. */
+    readonly yieldAfter = queue.size * 4,
   ) {}
+
+  /** Stops the runner for good (device reset): pending resumes are cancelled. */
+  detach(): void {
+    this.detached = true;
+    if (this.resumeTimer !== undefined) clearTimer(this.resumeTimer);
+    this.resumeTimer = undefined;
+  }
 
   /**
    * Pops every available chain and hands it to `handle`, which must eventually call
-   * {@link complete} for it. Returns when the ring is empty (or `limit` chains were handed out,
-   * or `handle` returned false to stop: back-pressure).
+   * {@link complete} for it. Returns when the ring is empty, when `limit` chains were handed out,
+   * when `handle` returned false (back-pressure), or after {@link yieldAfter} chains (then it
+   * schedules `resume`).
    */
   drain(handle: (chain: DescriptorChain) => boolean | void, limit = Number.POSITIVE_INFINITY): void {
-    if (this.broken) return;
+    if (this.broken || this.detached) return;
     let handed = 0;
     for (;;) {
       this.queue.disableNotification();
       for (;;) {
         if (handed >= limit) return;
+        if (handed >= this.yieldAfter && this.resume !== undefined) {
+          this.scheduleResume();
+          return;
+        }
         const chain = this.pop();
         if (chain === undefined) return; // broken
         if (chain === null) break;
@@ -51,9 +74,17 @@ export class QueueRunner {
     }
   }
 
+  private scheduleResume(): void {
+    if (this.resumeTimer !== undefined) return;
+    this.resumeTimer = setTimer(() => {
+      this.resumeTimer = undefined;
+      if (!this.detached && !this.broken) this.resume?.();
+    }, 0);
+  }
+
   /** The next chain, null when empty, or undefined when the device had to be marked broken. */
   pop(): DescriptorChain | null | undefined {
-    if (this.broken) return undefined;
+    if (this.broken || this.detached) return undefined;
     for (;;) {
       try {
         return this.queue.pop();
@@ -78,7 +109,7 @@ export class QueueRunner {
 
   /** pushUsed that marks the device broken instead of throwing; false when it failed. */
   pushUsed(head: number, length: number): boolean {
-    if (this.broken) return false;
+    if (this.broken || this.detached) return false;
     try {
       this.queue.pushUsed(head, length);
       return true;
@@ -90,7 +121,7 @@ export class QueueRunner {
 
   /** Sends a used buffer notification when the ring's suppression rules ask for one. */
   signalIfNeeded(): void {
-    if (this.broken) return;
+    if (this.broken || this.detached) return;
     let notify: boolean;
     try {
       notify = this.queue.needsNotification();
@@ -106,7 +137,7 @@ export class QueueRunner {
 
   /** Marks the device DEVICE_NEEDS_RESET (§2.1.2) once. */
   fail(reason: string): void {
-    if (this.broken) return;
+    if (this.broken || this.detached) return;
     this.broken = true;
     this.events.needsReset(reason);
     this.context.markNeedsReset(reason);

@@ -351,6 +351,30 @@ describe('virtio-blk hostile requests (HOSTILE-INPUTS.md)', () => {
   });
 });
 
+describe('virtio-blk fairness', () => {
+  it('H17: a ring kept full yields after 4 x queue size chains; other queues stay responsive, the rest completes later', async () => {
+    const { b, header, device, h } = setup({ numQueues: 2, queueSize: 64 });
+    const busy = h.queues[0]!;
+    const status = b.reserve([1]);
+    const flush = header(VIRTIO_BLK_T_FLUSH);
+    for (let i = 0; i < 1000; i++) busy.offer(b.chain(flush, status, i));
+    device.queueNotify(0);
+    expect(device.metrics.notifications).toBe(1);
+    // One notification handed out 256 chains, then returned to the event loop.
+    expect(busy.available).toBe(1000 - 256);
+    const other = h.queues[1]!;
+    other.offer(b.chain(header(VIRTIO_BLK_T_FLUSH), b.reserve([1]), 5000));
+    device.queueNotify(1);
+    await device.drain();
+    expect(other.used.map((u) => u.head)).toEqual([5000]);
+    for (let i = 0; i < 10 && busy.used.length < 1000; i++) {
+      await settle();
+      await device.drain();
+    }
+    expect(busy.used.length).toBe(1000);
+  });
+});
+
 describe('virtio-blk ring errors', () => {
   it('2.7: a non-fatal chain error is returned with length 0 and the queue goes on', async () => {
     const { b, header, device, queue, h } = setup();

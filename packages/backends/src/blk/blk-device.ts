@@ -261,6 +261,7 @@ export class BlkDevice implements VirtioDevice {
   reset(): void {
     // In-flight completions of the old generation are dropped, never pushed to a reset ring.
     this.generationCounter++;
+    for (const h of this.handlers) h?.detach();
     this.handlers = [];
     this.context = undefined;
     this.negotiated = 0n;
@@ -317,11 +318,17 @@ export class BlkDevice implements VirtioDevice {
 
   private handlerFor(index: number, queue: DeviceQueue, context: ActivationContext): BlkQueueHandler {
     const metrics = this.metrics;
-    const runner = new QueueRunner(index, queue, context, {
-      ringError: () => metrics.ringErrors++,
-      needsReset: () => metrics.needsReset++,
-      interrupt: () => metrics.interrupts++,
-    });
+    const runner = new QueueRunner(
+      index,
+      queue,
+      context,
+      {
+        ringError: () => metrics.ringErrors++,
+        needsReset: () => metrics.needsReset++,
+        interrupt: () => metrics.interrupts++,
+      },
+      () => handler.resume(),
+    );
     const handler = new BlkQueueHandler(runner, {
       memory: context.memory,
       driver: this.driver,

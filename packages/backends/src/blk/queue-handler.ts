@@ -52,6 +52,16 @@ export class BlkQueueHandler {
     this.runner.drain((chain) => this.start(chain));
   }
 
+  /** Continues a drain that yielded (H17). */
+  resume(): void {
+    this.runner.drain((chain) => this.start(chain));
+  }
+
+  /** Stops touching the queue (device reset). */
+  detach(): void {
+    this.runner.detach();
+  }
+
   /** Resolves when every request started so far has completed (or been dropped by a reset). */
   async drain(): Promise<void> {
     while (this.pending.size > 0) await Promise.all([...this.pending]);

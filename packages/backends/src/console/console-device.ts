@@ -169,22 +169,25 @@ export class ConsoleDevice implements VirtioDevice {
   activate(context: ActivationContext): void {
     this.context = context;
     this.negotiated = context.features;
-    const runner = (index: number): QueueRunner | undefined => {
+    const runner = (index: number, resume: () => void): QueueRunner | undefined => {
       const queue: DeviceQueue | null | undefined = context.queues[index];
       if (queue === null || queue === undefined) return undefined;
-      return new QueueRunner(index, queue, context, {
+      const events = {
         ringError: () => this.metrics.ringErrors++,
         needsReset: () => this.metrics.needsReset++,
         interrupt: () => this.metrics.interrupts++,
-      });
+      };
+      return new QueueRunner(index, queue, context, events, resume);
     };
     const multiport = this.multiport;
     for (const port of this.ports) {
       // §5.3.2: without MULTIPORT only port 0's queues exist.
       if (!multiport && port.id > 0) continue;
-      port.attach(context.memory, runner(receiveQueueOf(port.id)), runner(transmitQueueOf(port.id)));
+      port.attach(context.memory, runner(receiveQueueOf(port.id), () => port.deliver()), runner(transmitQueueOf(port.id), () => port.onTransmit()));
     }
-    if (multiport) this.control.attach(context.memory, runner(CONTROL_RECEIVEQ), runner(CONTROL_TRANSMITQ));
+    if (multiport) {
+      this.control.attach(context.memory, runner(CONTROL_RECEIVEQ, () => this.control.flush()), runner(CONTROL_TRANSMITQ, () => this.control.onTransmit()));
+    }
   }
 
   queueNotify(index: number): void {

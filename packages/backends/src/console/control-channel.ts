@@ -32,6 +32,8 @@ export class ControlChannel {
   }
 
   detach(): void {
+    this.receive?.detach();
+    this.transmit?.detach();
     this.receive = undefined;
     this.transmit = undefined;
     this.outgoing.length = 0;

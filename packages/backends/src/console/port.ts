@@ -70,6 +70,8 @@ export class ConsolePort {
   /** Disconnects the port (device reset); guest-side state goes back to the initial one. */
   detach(): void {
     this.epoch++;
+    this.receive?.detach();
+    this.transmit?.detach();
     this.receive = undefined;
     this.transmit = undefined;
     this.ready = false;

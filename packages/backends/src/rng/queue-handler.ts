@@ -47,6 +47,7 @@ export class RngQueueHandler {
   /** Stops the handler: the timer is cancelled and nothing more is pushed (device reset). */
   stop(): void {
     this.stopped = true;
+    this.runner.detach();
     if (this.timer !== undefined) this.context.clock.clearTimeout(this.timer);
     this.timer = undefined;
     this.current = null;
@@ -55,7 +56,15 @@ export class RngQueueHandler {
   private process(): void {
     if (this.stopped || this.timer !== undefined) return;
     const { metrics, bucket, clock } = this.context;
-    for (;;) {
+    for (let served = 0; ; served++) {
+      if (served >= this.runner.yieldAfter) {
+        // H17: a guest keeping the ring full must not hold the thread; continue from a timer.
+        this.timer = clock.setTimeout(() => {
+          this.timer = undefined;
+          this.process();
+        }, 0);
+        return;
+      }
       if (this.current === null) {
         let stop = false;
         this.runner.drain((chain) => {

@@ -36,6 +36,11 @@ export class ScriptedQueue implements DeviceQueue {
     return next;
   }
 
+  /** Chains (and errors) offered and not popped yet. */
+  get available(): number {
+    return this.script.length;
+  }
+
   hasAvailable(): boolean {
     return this.script.length > 0;
   }
