@@ -18,6 +18,8 @@ import { Qcow2Image, type Qcow2OpenOptions } from './qcow2-image.js';
 import type { CachedTable } from './cache.js';
 
 const ALL_SUBCLUSTERS = 0xffffffff;
+/** Longest run of fresh clusters allocated and written at once (bounds one host write). */
+const MAX_RUN_CLUSTERS = 1024;
 
 /** A bit mask of subclusters first..last (0..31). */
 function subclusterMask(first: number, last: number): number {
@@ -283,9 +285,51 @@ export class Qcow2Driver implements BlockDriver {
       const clusterIndex = Math.floor(guest / cs);
       const inCluster = guest - clusterIndex * cs;
       const n = Math.min(cs - inCluster, buffer.length - pos);
+      if (inCluster === 0 && buffer.length - pos >= 2 * cs) {
+        const done = await this.#writeFreshRun(clusterIndex, buffer.subarray(pos, pos + Math.min(buffer.length - pos, MAX_RUN_CLUSTERS * cs)));
+        if (done > 0) {
+          pos += done;
+          continue;
+        }
+      }
       await this.#writeCluster(clusterIndex, inCluster, buffer.subarray(pos, pos + n));
       pos += n;
     }
+  }
+
+  /**
+   * Whole clusters that hold no data yet (unallocated, or plain zero) are allocated as one
+   * contiguous run and written with one host write. Returns the bytes written (0 when fewer than
+   * two such clusters start here). Exclusive lock.
+   */
+  async #writeFreshRun(clusterIndex: number, data: Uint8Array): Promise<number> {
+    const image = this.image;
+    const cs = image.clusterSize;
+    const slots: { table: CachedTable; index: number }[] = [];
+    const whole = Math.floor(data.length / cs);
+    for (let k = 0; k < whole; k++) {
+      const c = clusterIndex + k;
+      const table = await this.#l2ForWrite(Math.floor(c / image.l2Entries));
+      const index = c % image.l2Entries;
+      const entry = image.l2Entry(table, index);
+      if (entry.offset !== 0 || entry.kind === 'compressed') break;
+      slots.push({ table, index });
+    }
+    if (slots.length < 2) return 0;
+    await image.markDirtyIfLazy();
+    const hostOffset = await image.allocateClusters(slots.length);
+    await this.#dataWrite(hostOffset, data.subarray(0, slots.length * cs));
+    slots.forEach(({ table, index }, k) => {
+      image.writeL2Entry(table, index, {
+        kind: 'normal',
+        offset: hostOffset + k * cs,
+        copied: true,
+        compressedSize: 0,
+        allocBitmap: image.extendedL2 ? ALL_SUBCLUSTERS : 0,
+        zeroBitmap: 0,
+      });
+    });
+    return slots.length * cs;
   }
 
   async #dataWrite(hostOffset: number, data: Uint8Array): Promise<void> {
@@ -548,7 +592,8 @@ export class Qcow2Driver implements BlockDriver {
     }
     await image.markDirtyIfLazy();
     image.writeL2Entry(table, index, next);
-    if (!keep) this.#releaseStorage(entry);
+    const kept = entry.kind !== 'compressed' && entry.offset !== 0 && next.offset === entry.offset;
+    if (!kept) this.#releaseStorage(entry);
   }
 
   // ---- flush, status, resize, info, close ------------------------------------------------------

@@ -13,7 +13,7 @@
  * Metadata is cached write-back and reaches the disk only through {@link Qcow2Image.flushMetadata},
  * in this order, with a flush (barrier) between stages:
  *   1. guest data clusters (written directly by the data path) and refcount blocks (increases),
- *      then flush;
+ *      then flush; then the refcount table entries of new refcount blocks, then flush;
  *   2. L2 tables, then flush;
  *   3. the L1 table (and header fields), then flush;
  *   4. only now refcount *decreases* queued with {@link Qcow2Image.freeClustersLater} are applied
@@ -252,6 +252,7 @@ export class Qcow2Image {
     if (!readOnly) {
       if ((incompat & INCOMPAT_DIRTY) !== 0n) {
         await (options.repairDirty ?? repairDirtyMinimal)(image);
+        await image.flushMetadata();
         await image.refcounts.writeDirty();
         await file.flush();
         header.incompatibleFeatures &= ~INCOMPAT_DIRTY;
@@ -462,7 +463,13 @@ export class Qcow2Image {
 
   /** True when metadata is waiting in memory (dirty tables, L1 or queued frees). */
   get hasDirtyMetadata(): boolean {
-    return this.#l1Dirty || this.l2Cache.dirtyCount > 0 || this.refcounts.cache.dirtyCount > 0 || this.#pendingFrees.length > 0;
+    return (
+      this.#l1Dirty ||
+      this.l2Cache.dirtyCount > 0 ||
+      this.refcounts.cache.dirtyCount > 0 ||
+      this.refcounts.tableDirty ||
+      this.#pendingFrees.length > 0
+    );
   }
 
   /**
@@ -471,8 +478,12 @@ export class Qcow2Image {
    */
   async flushMetadata(): Promise<void> {
     if (this.readOnly) return;
-    if (!this.lazyRefcounts || !this.#lazyDirtySet) await this.refcounts.writeDirty();
+    if (!this.lazyRefcounts || !this.#lazyDirtySet || this.refcounts.tableDirty) await this.refcounts.writeDirty();
     await this.file.flush();
+    if (this.refcounts.tableDirty) {
+      await this.refcounts.writeDirtyTableEntries();
+      await this.file.flush();
+    }
     const dirtyL2 = this.l2Cache.dirtyTables();
     for (const table of dirtyL2) await this.l2Cache.writeBack(table);
     if (this.#l1Dirty) {

@@ -6,8 +6,8 @@
  * - A refcount *increase* is held in the cache (dirty) and reaches the disk before any table
  *   that uses the cluster: the image writes dirty refcount blocks and flushes before it writes
  *   dirty L2 tables or the L1 table.
- * - A new refcount block is written and flushed before the refcount table entry pointing to it
- *   is written; a grown refcount table is written and flushed before the header points to it,
+ * - A new refcount block is created dirty in the cache; its table entry is written only after the
+ *   block is written and flushed (flushMetadata stage 1); a grown refcount table is written and flushed before the header points to it,
  *   and the old table is freed only after the header is flushed.
  * - A refcount *decrease* must happen only after the tables that stopped using the cluster are
  *   on disk; {@link Qcow2Image.freeClustersLater} provides that order. The methods here apply
@@ -48,6 +48,8 @@ export class RefcountManager {
   #tableOffset: number;
   #table: Uint8Array;
   #tableView: DataView;
+  /** Table entries of new refcount blocks, written at flush after the blocks. */
+  readonly #dirtyTableEntries = new Set<number>();
   /** No cluster below this index is free (QEMU's free_cluster_index). */
   #freeHint = 0;
   readonly #onTableMoved: RefcountTableMoved;
@@ -144,21 +146,19 @@ export class RefcountManager {
     for (;;) {
       let runStart = Math.max(1, this.#freeHint);
       let runLength = 0;
-      let firstFree = -1;
       for (let c = runStart; runLength < count; c++) {
         if ((c + 1) * this.clusterSize > MAX_HOST_OFFSET) {
           throw new BlockError('NO_SPACE', 'qcow2 host offsets would pass 2^53');
         }
         if ((await this.getRefcount(c)) === 0) {
-          if (firstFree < 0) firstFree = c;
           if (runLength === 0) runStart = c;
           runLength++;
         } else {
           runLength = 0;
         }
       }
-      // Every refcount block covering the run must exist; a created block lands inside the
-      // range it covers (on its first free cluster), possibly inside our run: search again.
+      // Every refcount block covering the run must exist; a created block takes the first free
+      // cluster, possibly inside our run: search again.
       let created = false;
       const firstBlock = Math.floor(runStart / this.entriesPerBlock);
       const lastBlock = Math.floor((runStart + count - 1) / this.entriesPerBlock);
@@ -170,8 +170,9 @@ export class RefcountManager {
       }
       if (created) continue;
       for (let c = runStart; c < runStart + count; c++) await this.setRefcount(c, 1);
-      if (firstFree === runStart) this.#freeHint = runStart + count;
-      else if (firstFree >= 0 && firstFree < this.#freeHint) this.#freeHint = firstFree;
+      // As QEMU's free_cluster_index: move past the run, skipping holes too small for this
+      // request (a free lowers the hint again), so scans stay linear overall.
+      this.#freeHint = runStart + count;
       return runStart * this.clusterSize;
     }
   }
@@ -201,26 +202,54 @@ export class RefcountManager {
   }
 
   /**
-   * Creates the refcount block for table index `blockIndex`. All clusters it covers have
-   * refcount 0, so its first cluster is free: the block goes there and counts itself.
-   * Order: block written, flush, then the table entry written.
+   * Creates the refcount block for table index `blockIndex`, placed (as QEMU does) at the first
+   * free cluster: when that cluster lies in the range the new block covers, the block counts
+   * itself; otherwise its refcount goes into the (existing) block that covers it. Placing it at
+   * the first free cluster, rather than at the start of its range, keeps free space contiguous.
+   * The block is created dirty; its table entry is written after it (see {@link writeDirtyTableEntries}).
    */
-  async #createBlock(blockIndex: number): Promise<void> {
+  async #createBlock(blockIndex: number, depth = 0): Promise<void> {
+    if (depth > 4) throw new BlockError('CORRUPT_IMAGE', 'cannot place a new refcount block');
     if (blockIndex >= this.tableEntries) {
       await this.#growTable(blockIndex);
       if (this.blockOffset(blockIndex) !== 0) return;
     }
-    const cluster = blockIndex * this.entriesPerBlock;
-    if (cluster === 0) throw new BlockError('CORRUPT_IMAGE', 'refcount block 0 is missing');
-    const bytes = new Uint8Array(this.clusterSize);
-    const view = new DataView(bytes.buffer);
-    setRefcountEntry(bytes, view, 0, this.refcountOrder, 1);
-    const offset = cluster * this.clusterSize;
-    await this.file.write(offset, bytes);
-    await this.file.flush();
-    this.#setTableEntry(blockIndex, offset);
-    await this.file.write(this.#tableOffset + blockIndex * 8, this.#table.subarray(blockIndex * 8, blockIndex * 8 + 8));
-    this.cache.insertClean(offset, bytes);
+    for (;;) {
+      let cluster = Math.max(1, this.#freeHint);
+      while ((await this.getRefcount(cluster)) !== 0) cluster++;
+      if ((cluster + 1) * this.clusterSize > MAX_HOST_OFFSET) throw new BlockError('NO_SPACE', 'qcow2 host offsets would pass 2^53');
+      const home = Math.floor(cluster / this.entriesPerBlock);
+      if (home !== blockIndex && this.blockOffset(home) === 0) {
+        await this.#createBlock(home, depth + 1);
+        if (this.blockOffset(blockIndex) !== 0) return;
+        continue;
+      }
+      const offset = cluster * this.clusterSize;
+      const block = this.cache.create(offset);
+      this.#setTableEntry(blockIndex, offset);
+      this.#dirtyTableEntries.add(blockIndex);
+      if (home === blockIndex) {
+        setRefcountEntry(block.bytes, block.view, cluster % this.entriesPerBlock, this.refcountOrder, 1);
+      } else {
+        await this.setRefcount(cluster, 1);
+      }
+      return;
+    }
+  }
+
+  /** True when refcount table entries wait to be written (after their blocks are flushed). */
+  get tableDirty(): boolean {
+    return this.#dirtyTableEntries.size > 0;
+  }
+
+  /**
+   * Writes the refcount table entries of new refcount blocks (no flush). The caller must have
+   * written and flushed the blocks first (Qcow2Image.flushMetadata does).
+   */
+  async writeDirtyTableEntries(): Promise<void> {
+    const indexes = [...this.#dirtyTableEntries].sort((a, b) => a - b);
+    this.#dirtyTableEntries.clear();
+    for (const i of indexes) await this.file.write(this.#tableOffset + i * 8, this.#table.subarray(i * 8, i * 8 + 8));
   }
 
   #setTableEntry(index: number, offset: number): void {
@@ -277,6 +306,8 @@ export class RefcountManager {
       newView.setUint32((oldEntries + j) * 8, hi);
       newView.setUint32((oldEntries + j) * 8 + 4, lo);
     }
+    // The new table carries the entries of blocks not yet written: write those blocks too.
+    await this.writeDirty();
     for (let j = 0; j < k; j++) await this.file.write((start + j) * this.clusterSize, blocks[j]!);
     const newOffset = (start + k) * this.clusterSize;
     await this.file.write(newOffset, newTable);
@@ -285,6 +316,7 @@ export class RefcountManager {
     this.#table = newTable;
     this.#tableView = newView;
     this.#tableOffset = newOffset;
+    this.#dirtyTableEntries.clear();
     for (let j = 0; j < k; j++) this.cache.insertClean((start + j) * this.clusterSize, blocks[j]!);
     // The header no longer points at the old table (flushed by onTableMoved): free it.
     await this.freeRange(oldOffset, oldClusters * this.clusterSize);
