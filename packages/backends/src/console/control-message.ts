@@ -30,8 +30,8 @@ export function decodeControlMessage(bytes: Uint8Array): ControlMessage | null {
 }
 
 /**
- * §5.3.6.2 `struct virtio_console_resize` (le16 cols, le16 rows), the payload of RESIZE. Linux's
- * driver reads the two fields in the opposite order (rows first); we follow the spec, as QEMU does.
+ * §5.3.6.2 `struct virtio_console_resize` (le16 cols, le16 rows), the payload of RESIZE. Older
+ * Linux drivers read the two fields in the opposite order (rows first); we follow the spec, as QEMU does.
  */
 export function encodeResize(cols: number, rows: number): Uint8Array {
   const bytes = new Uint8Array(4);
