@@ -167,6 +167,14 @@ describe.skipIf(skip !== undefined)('qcow2 check and repair vs qemu-img check', 
     ['a snapshot whose L1 table is not cluster aligned', (v, t) => v.setBigUint64(t, v.getBigUint64(t) + 512n)],
     ['a snapshot whose L1 table is too large', (v, t) => v.setUint32(t + 8, 0x1000000)],
     ['a snapshot whose L1 table is past the end of the file', (v, t) => v.setBigUint64(t, 0x7000000n)],
+    ['a v3 snapshot table entry without extra data (incomplete)', (v, t) => {
+      const bytes = new Uint8Array(v.buffer);
+      const extra = v.getUint32(t + 36);
+      const strings = v.getUint16(t + 12) + v.getUint16(t + 14);
+      bytes.copyWithin(t + 40, t + 40 + extra, t + 40 + extra + strings);
+      bytes.fill(0, t + 40 + strings, t + 40 + extra + strings);
+      v.setUint32(t + 36, 0);
+    }],
   ];
   for (const [name, edit] of snapshotScenarios) {
     it(`H20: ${name}: the same report and messages before and after -r all`, async () => {
@@ -186,6 +194,7 @@ describe.skipIf(skip !== undefined)('qcow2 check and repair vs qemu-img check', 
       const repairedByUs = await ours(path, 'all');
       expect({ json: repairedByUs.json, status: repairedByUs.status }).toEqual(repairedByQemu);
       expect(repairedByUs.messages).toEqual(qemuMessages);
+      expect(theirs(path)).toEqual(theirs(`${path}.q`));
     });
   }
 

@@ -26,7 +26,7 @@ import { BlockError } from '../errors.js';
 import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2, MAX_L1_BYTES, MAX_REFCOUNT_TABLE_BYTES } from './constants.js';
 import { parseQcow2Header, peekClusterBits, type Qcow2Header } from './header.js';
 import { getRefcountEntry, maxRefcount, refcountEntriesPerBlock, setRefcountEntry } from './refcount-block.js';
-import { readSnapshotTable } from './snapshot-table.js';
+import { readSnapshotTable, serializeSnapshotTable, type Qcow2Snapshot } from './snapshot-table.js';
 
 /** What a check may repair (`qemu-img check -r leaks|all`). */
 export type Qcow2RepairMode = 'leaks' | 'all';
@@ -640,6 +640,89 @@ class Checker {
     this.nbClusters = Math.max(this.nbClusters, Math.ceil(this.file.length / this.cs));
   }
 
+  /**
+   * qcow2_check_read_snapshot_table (the part we implement): in a v3 image every entry needs at
+   * least 16 bytes of extra data (vm_state_size_large, disk_size). Returns the entries to write
+   * back when repairing, or undefined. Counted apart from the refcount check, as QEMU does.
+   */
+  async checkSnapshotTable(fix: number, counters: Counters): Promise<Qcow2Snapshot[] | undefined> {
+    const h = this.header;
+    if (h.nbSnapshots === 0 || h.version !== 3) return undefined;
+    let snapshots: Qcow2Snapshot[];
+    try {
+      snapshots = (await readSnapshotTable(this.file, h.snapshotsOffset, h.nbSnapshots, { defaultDiskSize: h.size })).snapshots;
+    } catch (error) {
+      if (BlockError.isInstance(error) && error.code === 'CORRUPT_IMAGE') return undefined; // reported by calculate()
+      throw error;
+    }
+    const repair = (fix & FIX_ERRORS) !== 0;
+    let rewrite = false;
+    snapshots.forEach((sn, i) => {
+      if (sn.extraDataSize >= 16) return;
+      this.log(`${repair ? 'Repairing' : 'ERROR'} snapshot table entry ${i} is incomplete`);
+      if (repair) {
+        counters.corruptionsFixed++;
+        rewrite = true;
+      } else {
+        counters.corruptions++;
+      }
+    });
+    return rewrite ? snapshots : undefined;
+  }
+
+  /**
+   * qcow2_write_snapshots for a repair: the table is written complete to newly allocated clusters
+   * (the first free run by the on-disk refcounts), the header is switched to it, then the old
+   * table's clusters are released.
+   */
+  async rewriteSnapshotTable(snapshots: Qcow2Snapshot[]): Promise<void> {
+    const h = this.header;
+    const cs = this.cs;
+    const oldSize = (await readSnapshotTable(this.file, h.snapshotsOffset, h.nbSnapshots)).size;
+    const bytes = serializeSnapshotTable(snapshots);
+    const count = Math.ceil(bytes.length / cs);
+    let start = 1;
+    let run = 0;
+    for (let c = 1; run < count; c++) {
+      if (c >= MAX_CHECK_CLUSTERS) throw new BlockError('NO_SPACE', 'no room for the snapshot table', { op: 'check' });
+      const block = await this.blockFor(c);
+      if (block === 'error') throw new BlockError('CORRUPT_IMAGE', 'refcount structure unreadable', { op: 'check' });
+      const refcount = block === null ? 0 : getRefcountEntry(block.bytes, block.view, c % this.epb, this.order);
+      if (refcount !== 0 || block === null) {
+        // A cluster without a refcount block cannot be allocated here; skip past it.
+        run = 0;
+        start = c + 1;
+        continue;
+      }
+      run++;
+    }
+    const setRefcount = async (c: number, delta: number): Promise<void> => {
+      const block = await this.blockFor(c);
+      if (block === null || block === 'error') return;
+      const value = getRefcountEntry(block.bytes, block.view, c % this.epb, this.order) + delta;
+      setRefcountEntry(block.bytes, block.view, c % this.epb, this.order, Math.max(0, Math.min(value, this.maxRefcount)));
+      block.dirty = true;
+    };
+    for (let c = start; c < start + count; c++) await setRefcount(c, 1);
+    await this.writeDirtyBlocks();
+    const padded = new Uint8Array(count * cs);
+    padded.set(bytes);
+    await this.file.write(start * cs, padded);
+    await this.file.flush();
+    const fields = new Uint8Array(12);
+    const view = new DataView(fields.buffer);
+    view.setUint32(0, snapshots.length);
+    view.setBigUint64(4, BigInt(start * cs));
+    await this.file.write(60, fields);
+    await this.file.flush();
+    const oldOffset = h.snapshotsOffset;
+    h.snapshotsOffset = start * cs;
+    if (oldSize > 0) {
+      for (let c = Math.floor(oldOffset / cs); c <= Math.floor((oldOffset + oldSize - 1) / cs); c++) await setRefcount(c, -1);
+    }
+    await this.writeDirtyBlocks();
+  }
+
   /** qcow2_check_refcounts. */
   async run(fix: number): Promise<{ res: Counters; highest: number }> {
     await this.calculate(fix);
@@ -710,7 +793,13 @@ async function checkOnce(file: BlockFile, fix: number, filename: string | undefi
   const { header, reftable } = await loadHeader(file);
   const messages: string[] = [];
   const checker = new Checker(file, header, reftable, messages);
+  const snapshotCounters = zeroCounters();
+  const rewrite = await checker.checkSnapshotTable(fix, snapshotCounters);
   const { res, highest } = await checker.run(fix);
+  if (rewrite !== undefined) await checker.rewriteSnapshotTable(rewrite);
+  // qcow2_add_check_result: the snapshot table's findings come on top of the refcount check's.
+  res.corruptions += snapshotCounters.corruptions;
+  res.corruptionsFixed += snapshotCounters.corruptionsFixed;
   if (fix !== 0 && res.checkErrors === 0 && res.corruptions === 0 && !file.readOnly) {
     // qcow2_mark_clean and qcow2_mark_consistent: clear the dirty and corrupt bits.
     const bits = header.incompatibleFeatures & (INCOMPAT_DIRTY | INCOMPAT_CORRUPT);
