@@ -14,6 +14,13 @@
  * where a referenced cluster has refcount 0 or a refcount block is broken, rebuilds the whole
  * refcount structure from the in-memory counts (QEMU's rebuild_refcount_structure).
  *
+ * Snapshot table: a v3 entry with less than 16 bytes of extra data is a corruption that repair
+ * fixes by rewriting the table (QEMU's "snapshot table entry N is incomplete"); a table that
+ * cannot be read at all (past the end of the file, over QEMU's bounds) is one corruption and its
+ * snapshots are not walked. QEMU's other snapshot-table repairs (discarding entries past 65536 or
+ * with over 1 KiB of extra data) are not implemented. Bitmaps (autoclear bit 0) are not walked:
+ * their clusters would show as leaks.
+ *
  * It works on a {@link BlockFile}, not on an open image, as `qemu-img check` does: it must read
  * images that the driver refuses to open, and repair writes the file directly. The file must not
  * be open through a driver at the same time.
