@@ -312,6 +312,24 @@ describe('virtio-console codec and persist', () => {
     }
   });
 
+  it('H16 property: restore of arbitrary JSON either succeeds or throws BackendError INVALID_STATE, and the device still works', () => {
+    const backend = new MemoryConsoleBackend();
+    const device = new ConsoleDevice({ ports: [{ backend }, { backend: new MemoryConsoleBackend() }], maxBufferedInput: 16 });
+    const port = fc.record({ id: fc.oneof(fc.integer({ min: -2, max: 4 }), fc.jsonValue()), ready: fc.jsonValue(), pendingInput: fc.oneof(fc.array(fc.integer({ min: -1, max: 256 }), { maxLength: 20 }), fc.jsonValue()) }, { requiredKeys: [] });
+    const state = fc.oneof(fc.jsonValue(), fc.record({ version: fc.constant(1), cols: fc.jsonValue(), rows: fc.integer(), deviceReady: fc.jsonValue(), ports: fc.oneof(fc.array(port, { maxLength: 3 }), fc.jsonValue()) }, { requiredKeys: ['version'] }));
+    fc.assert(
+      fc.property(state, (s) => {
+        try {
+          device.restoreState(s);
+        } catch (error) {
+          expect(BackendError.isInstance(error) && error.code === 'INVALID_STATE').toBe(true);
+        }
+        for (const p of device.ports) expect(p.bufferedInput).toBeLessThanOrEqual(16);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('refuses bad options', () => {
     const backend = new MemoryConsoleBackend();
     expect(() => new ConsoleDevice({ ports: [] })).toThrow(/INVALID_OPTION/);

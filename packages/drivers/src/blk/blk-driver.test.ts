@@ -177,6 +177,15 @@ describe('blk driver ↔ blk device end to end (virtio-pci)', () => {
     expect(device.metrics.invalidRequests + device.metrics.ringErrors).toBe(0);
   });
 
+  it('5.2.6.1: a configuration change notification updates the capacity the driver checks against', async () => {
+    const { driver, device, disk } = open();
+    disk.setLength(DISK / 2);
+    device.refreshCapacity();
+    expect(driver.limits.capacity).toBe(DISK / 1024);
+    await expect(driver.read(DISK / 1024, 512)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await driver.read(DISK / 1024 - 1, 512);
+  });
+
   it('works over virtio-mmio too', async () => {
     const { driver, disk } = open({}, {}, 'mmio');
     await driver.write(2, fill(1024, 5));

@@ -108,7 +108,8 @@ const SUPPORTED = featureBits(
  */
 export class BlkDriver {
   readonly features: Features;
-  readonly limits: BlkLimits;
+  /** Re-read on every configuration change notification (capacity may change, §5.2.6.1). */
+  limits: BlkLimits;
   readonly readOnly: boolean;
   private readonly queues: VirtqueueClient[];
   private nextQueue = 0;
@@ -122,6 +123,11 @@ export class BlkDriver {
     this.queues = queues;
     this.readOnly = hasFeature(features, VIRTIO_BLK_F_RO);
     this.limits = this.readLimits();
+    // §5.2.6.1: "The driver SHOULD check if the content of the capacity field has changed upon
+    // receiving a configuration change notification."
+    transport.onConfigChange(() => {
+      this.limits = this.readLimits();
+    });
   }
 
   /** Initialises the device (§3.1.1) and returns the driver. Throws DeviceError NEGOTIATION_FAILED. */
