@@ -458,8 +458,12 @@ describe('virtio-blk concurrency', () => {
     const { b, header, device, queue } = setup({ disk });
     queue.offer(b.chain(header(VIRTIO_BLK_T_IN, 0), b.reserve([512, 1])));
     device.queueNotify(0);
-    const pending = device.drain();
     device.reset();
+    let drained = false;
+    const pending = device.drain().then(() => (drained = true));
+    await settle();
+    // drain() also waits for the BlockDriver call of the reset generation.
+    expect(drained).toBe(false);
     disk.held[0]!.release();
     await pending;
     await settle();

@@ -103,6 +103,8 @@ export class BlkDevice implements VirtioDevice {
   private negotiated: Features = 0n;
   private context: ActivationContext | undefined;
   private handlers: (BlkQueueHandler | undefined)[] = [];
+  /** Handlers of earlier activations that may still have BlockDriver calls running. */
+  private retired: BlkQueueHandler[] = [];
   private limits!: RequestLimits;
 
   constructor(options: BlkDeviceOptions) {
@@ -261,16 +263,25 @@ export class BlkDevice implements VirtioDevice {
   reset(): void {
     // In-flight completions of the old generation are dropped, never pushed to a reset ring.
     this.generationCounter++;
-    for (const h of this.handlers) h?.detach();
+    for (const h of this.handlers) {
+      if (h === undefined) continue;
+      h.detach();
+      if (h.inFlight > 0) this.retired.push(h);
+    }
     this.handlers = [];
     this.context = undefined;
     this.negotiated = 0n;
     this.writebackFlag = this.options.writeback ? 1 : 0;
   }
 
-  /** Resolves when every request in flight has completed (before a snapshot or a shutdown). */
+  /**
+   * Resolves when every request in flight has completed (before a snapshot or a shutdown),
+   * including requests of an earlier activation whose completions a reset dropped.
+   */
   async drain(): Promise<void> {
-    await Promise.all(this.handlers.map((h) => (h === undefined ? Promise.resolve() : h.drain())));
+    const all = [...this.handlers.filter((h): h is BlkQueueHandler => h !== undefined), ...this.retired];
+    await Promise.all(all.map((h) => h.drain()));
+    this.retired = this.retired.filter((h) => h.inFlight > 0);
   }
 
   /**
