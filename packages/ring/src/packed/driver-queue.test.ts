@@ -112,6 +112,28 @@ describe('PackedDriverQueue', () => {
     expect(() => driver.add([seg, seg, seg, seg, seg], [], 'x')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' })); // never fits
   });
 
+  it('a bad segment or a total past 2^32 - 1 is INVALID_ARGUMENT and publishes nothing; the queue stays usable', () => {
+    for (const indirect of [false, true]) {
+      const { driver, device, dataAddress } = createPackedQueuePair<string>({ size: 4, features: { indirect } });
+      const ok = { address: dataAddress, length: 8 };
+      expect(() => driver.add([ok], [{ address: dataAddress, length: -1 }], 'x')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      expect(() => driver.add([ok, { address: 1.5, length: 1 }], [], 'x')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      expect(() => driver.add([{ address: 0, length: 0xffffffff }], [{ address: 0, length: 1 }], 'x')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      expect(() => driver.add([{ address: 2 ** 53, length: 1 }], [], 'x')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+      expect(driver.freeCount).toBe(4);
+      expect(device.pop()).toBeNull();
+      driver.add([ok], [], 'good');
+      const chain = device.pop()!;
+      expect(chain.readable).toEqual([ok]);
+      // Nothing of the failed buffers after the head may look available.
+      expect(device.pop()).toBeNull();
+      device.pushUsed(chain.head, 0);
+      expect(driver.getUsed()).toEqual({ token: 'good', length: 0 });
+      driver.add([ok], [ok, ok], 'next');
+      expect(device.pop()!.descriptorCount).toBe(indirect ? 1 : 3);
+    }
+  });
+
   it('rejects an indirect area that is misaligned, outside memory, or overlapping the ring', () => {
     const memory = GuestMemory.create([{ guestAddress: 0, size: 1 << 16 }]);
     const layout = packedQueueLayout(4, 0x1000);

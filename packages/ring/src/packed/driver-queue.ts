@@ -19,6 +19,23 @@ import { PackedRingViews, validatePackedLayout, packedDescRingSize } from './lay
 const TWO_POW_32 = 0x1_0000_0000;
 const MAX_TOTAL_LENGTH = 0xffffffff;
 
+/**
+ * Validates one segment and writes it as a packed descriptor at u32 index `d32` (id, and flags
+ * unless `withFlags` is false: the head's flags are stored last). Returns its length, or -1 when
+ * the length is not a u32 or the address not an integer in [0, 2^53).
+ */
+function put(u32: Uint32Array, u16: Uint16Array, d32: number, s: Segment, id: number, flags: number, withFlags: boolean): number {
+  const length = s.length;
+  const address = s.address;
+  if (length >>> 0 !== length || !(address >= 0 && address <= Number.MAX_SAFE_INTEGER && Math.floor(address) === address)) return -1;
+  u32[d32] = address >>> 0;
+  u32[d32 + 1] = (address / TWO_POW_32) >>> 0;
+  u32[d32 + 2] = length;
+  u16[d32 * 2 + 6] = id;
+  if (withFlags) u16[d32 * 2 + 7] = flags;
+  return length;
+}
+
 /** Options of {@link PackedDriverQueue}: the same indirect options as the split driver queue. */
 export interface PackedDriverQueueOptions extends QueueOptions {
   /**
@@ -184,77 +201,83 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const needed = indirect ? 1 : n;
     if (needed > this.size) throw new RingError('INVALID_ARGUMENT', 'buffer has more segments than the queue size', { queue: this.index, length: n });
     if (needed > this.free) throw new RingError('QUEUE_FULL', 'not enough free descriptors', { queue: this.index, length: needed });
-    // Validate every segment before writing anything (no half-written buffers).
-    let total = 0;
-    let writableLength = 0;
-    for (let i = 0; i < n; i++) {
-      const s = i < nr ? readable[i]! : writable[i - nr]!;
-      const length = s.length;
-      const address = s.address;
-      if (length >>> 0 !== length || !(address >= 0 && Number.isSafeInteger(address))) {
-        throw new RingError('INVALID_ARGUMENT', 'segment needs a u32 length and a guest address', { queue: this.index, address, length });
-      }
-      total += length;
-      if (i >= nr) writableLength += length;
-    }
-    if (total > MAX_TOTAL_LENGTH) throw new RingError('INVALID_ARGUMENT', 'buffer lengths sum past 2^32 - 1', { queue: this.index });
-
+    // One pass: validate each segment as it is written. Nothing is visible to the device until
+    // the head's flags are stored, so a bad segment only costs the id back (no half-published buffer).
     const id = this.freeIds[--this.freeTop]!;
     const size = this.size;
     const u32 = this.views.descU32;
     const u16 = this.views.descU16;
     const base32 = this.views.desc32;
-    const base16 = this.views.desc16;
     const head = this.nextAvail;
     const headFlags = this.availFlags;
-    let headWord: number;
+    let headWord = 0;
+    let total = 0;
+    let writableLength = 0;
+    let bad = -1;
     if (indirect) {
       // §2.8.7: the table holds the segments; only VIRTQ_DESC_F_WRITE is valid inside it.
       const t32 = this.tables!;
       const t16 = this.tablesU16!;
-      const table = this.table32 + id * this.entriesPerTable * 4;
+      let e = this.table32 + id * this.entriesPerTable * 4;
       for (let i = 0; i < n; i++) {
-        const s = i < nr ? readable[i]! : writable[i - nr]!;
-        const e = table + i * 4;
-        t32[e] = s.address >>> 0;
-        t32[e + 1] = (s.address / TWO_POW_32) >>> 0;
-        t32[e + 2] = s.length;
-        t16[e * 2 + 6] = 0;
-        t16[e * 2 + 7] = i < nr ? 0 : VIRTQ_DESC_F_WRITE;
+        const length = put(t32, t16, e, i < nr ? readable[i]! : writable[i - nr]!, 0, i < nr ? 0 : VIRTQ_DESC_F_WRITE, true);
+        if (length < 0) {
+          bad = i;
+          break;
+        }
+        total += length;
+        if (i >= nr) writableLength += length;
+        e += 4;
       }
-      const d = base32 + head * 4;
+      headWord = headFlags | VIRTQ_DESC_F_INDIRECT;
       const address = this.tableBase + id * this.entriesPerTable * DESCRIPTOR_SIZE;
+      const d = base32 + head * 4;
       u32[d] = address >>> 0;
       u32[d + 1] = (address / TWO_POW_32) >>> 0;
       u32[d + 2] = n * DESCRIPTOR_SIZE;
-      u16[base16 + head * 8 + 6] = id;
-      headWord = headFlags | VIRTQ_DESC_F_INDIRECT;
-      this.advance(1);
+      u16[d * 2 + 6] = id;
     } else {
       // §2.8.21: write every descriptor, then make the first one available last (§2.8.17).
+      // §2.8.6: the buffer id goes in the last descriptor; Linux writes it in each, so do we.
       let slot = head;
       let flags = headFlags;
-      headWord = 0;
       for (let i = 0; i < n; i++) {
-        const s = i < nr ? readable[i]! : writable[i - nr]!;
-        const d = base32 + slot * 4;
-        u32[d] = s.address >>> 0;
-        u32[d + 1] = (s.address / TWO_POW_32) >>> 0;
-        u32[d + 2] = s.length;
-        // §2.8.6: the buffer id goes in the last descriptor; Linux writes it in each, so do we.
-        u16[base16 + slot * 8 + 6] = id;
         let word = flags;
         if (i < n - 1) word |= VIRTQ_DESC_F_NEXT;
         if (i >= nr) word |= VIRTQ_DESC_F_WRITE;
         if (i === 0) headWord = word;
-        else u16[base16 + slot * 8 + 7] = word;
+        const length = put(u32, u16, base32 + slot * 4, i < nr ? readable[i]! : writable[i - nr]!, id, word, i !== 0);
+        if (length < 0) {
+          bad = i;
+          break;
+        }
+        total += length;
+        if (i >= nr) writableLength += length;
         if (++slot === size) {
           slot = 0;
           flags ^= VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
         }
       }
-      this.advance(n);
     }
+    if (bad >= 0 || total > MAX_TOTAL_LENGTH) {
+      this.freeTop++; // the id goes back; nothing was published
+      if (!indirect) {
+        // Take back the flags written after the head: a later, shorter buffer at this head must
+        // not leave them looking available to the device. 0 is available in no lap.
+        const written = bad >= 0 ? bad : n;
+        let slot = head;
+        for (let i = 1; i < written; i++) {
+          if (++slot === size) slot = 0;
+          u16[(base32 + slot * 4) * 2 + 7] = 0;
+        }
+      }
+      if (bad >= 0) {
+        const s = bad < nr ? readable[bad]! : writable[bad - nr]!;
+        throw new RingError('INVALID_ARGUMENT', 'segment needs a u32 length and a guest address', { queue: this.index, address: s.address, length: s.length });
+      }
+      throw new RingError('INVALID_ARGUMENT', 'buffer lengths sum past 2^32 - 1', { queue: this.index });
+    }
+    this.advance(needed);
     this.tokens[id] = token;
     this.inFlight[id] = 1;
     this.slots[id] = needed;
@@ -266,7 +289,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       this.orderCount++;
     }
     // Publication point (release): the device reads the rest after it sees these flags.
-    Atomics.store(u16, base16 + head * 8 + 7, headWord);
+    Atomics.store(u16, (base32 + head * 4) * 2 + 7, headWord);
   }
 
   /** The one-segment case of add(), without loops (the common case for many devices). */
