@@ -48,6 +48,8 @@ export interface BlkDriverOptions {
   readonly queueSize?: number;
   /** Features to leave out of negotiation (a mask), e.g. to test a device without MQ. */
   readonly exclude?: Features;
+  /** Largest data length of one request (larger I/O is split). Default 1 MiB, Linux's max_sectors_kb order. */
+  readonly maxRequestBytes?: number;
 }
 
 /** The device's limits, read from its configuration space after negotiation (§5.2.4). */
@@ -112,13 +114,16 @@ export class BlkDriver {
   limits: BlkLimits;
   readonly readOnly: boolean;
   private readonly queues: VirtqueueClient[];
+  private readonly maxRequestBytes: number;
   private nextQueue = 0;
 
   private constructor(
     readonly transport: VirtioTransport,
     features: Features,
     queues: VirtqueueClient[],
+    maxRequestBytes: number,
   ) {
+    this.maxRequestBytes = maxRequestBytes;
     this.features = features;
     this.queues = queues;
     this.readOnly = hasFeature(features, VIRTIO_BLK_F_RO);
@@ -140,7 +145,11 @@ export class BlkDriver {
     }
     const queues = Array.from({ length: count }, (_, i) => new VirtqueueClient(transport, i, options.queueSize !== undefined ? { size: options.queueSize } : {}));
     setDriverOk(transport);
-    return new BlkDriver(transport, features, queues);
+    const maxRequestBytes = options.maxRequestBytes ?? 1024 * 1024;
+    if (!Number.isSafeInteger(maxRequestBytes) || maxRequestBytes < SECTOR_SIZE) {
+      throw new DriverError('INVALID_ARGUMENT', 'maxRequestBytes must be at least 512', { device: 'blk' });
+    }
+    return new BlkDriver(transport, features, queues, maxRequestBytes);
   }
 
   /** Request queues in use. */
@@ -302,7 +311,7 @@ export class BlkDriver {
   /** Splits an I/O into requests of at most seg_max segments of size_max bytes (whole blocks). */
   private pieces(sector: number, length: number): { sector: number; offset: number; length: number }[] {
     const { segMax, sizeMax, blkSize } = this.limits;
-    const perRequest = Math.max(blkSize, Math.floor(Math.min(segMax * sizeMax, 1 << 30) / blkSize) * blkSize);
+    const perRequest = Math.max(blkSize, Math.floor(Math.min(segMax * sizeMax, this.maxRequestBytes) / blkSize) * blkSize);
     const out: { sector: number; offset: number; length: number }[] = [];
     for (let offset = 0; offset < length; offset += perRequest) {
       out.push({ sector: sector + offset / SECTOR_SIZE, offset, length: Math.min(perRequest, length - offset) });
