@@ -351,6 +351,32 @@ describe('virtio-blk hostile requests (HOSTILE-INPUTS.md)', () => {
   });
 });
 
+describe('virtio-blk reset from inside a completion (H11)', () => {
+  it('H11: the driver resets the device from the used-buffer interrupt: nothing more is pushed, nothing throws', async () => {
+    for (const type of [0xbad /* completes synchronously (UNSUPP) */, VIRTIO_BLK_T_FLUSH /* completes asynchronously */]) {
+      const disk = new MemoryDisk({ size: DISK });
+      const device = new BlkDevice({ driver: disk });
+      const h = harness(device);
+      const queue = h.queues[0]!;
+      h.activate(device.deviceFeatures);
+      const b = h.builder;
+      const original = device.reset.bind(device);
+      let resets = 0;
+      // Interrupt handler of a driver that resets on the first completion.
+      h.queueInterrupts.push = (...items: number[]) => {
+        if (resets++ === 0) original();
+        return items.length;
+      };
+      for (let i = 0; i < 3; i++) queue.offer(b.chain(b.place(encodeRequestHeader({ type, reserved: 0, sector: 0n })), b.reserve([1]), i));
+      expect(() => device.queueNotify(0)).not.toThrow();
+      await device.drain();
+      await settle();
+      expect(queue.used.length).toBe(1);
+      expect(h.needsReset).toEqual([]);
+    }
+  });
+});
+
 describe('virtio-blk fairness', () => {
   it('H17: a ring kept full yields after 4 x queue size chains; other queues stay responsive, the rest completes later', async () => {
     const { b, header, device, h } = setup({ numQueues: 2, queueSize: 64 });
