@@ -93,6 +93,19 @@ describe('console driver ↔ console device end to end (virtio-pci)', () => {
     expect(device.metrics.faults).toMatchObject({ UNKNOWN_PORT: 0, UNEXPECTED_EVENT: 0, SHORT_CONTROL_MESSAGE: 0 });
   });
 
+  it('multiport over packed virtqueues (§2.8): handshake and echo', async () => {
+    const agent = new MemoryConsoleBackend();
+    const device = new ConsoleDevice({ ports: [{ backend: new MemoryConsoleBackend() }, { backend: agent, name: 'agent' }], packed: true });
+    const driver = ConsoleDriver.init(createPciHarness(device).transport);
+    expect(driver.features & (1n << 34n)).not.toBe(0n);
+    await driver.whenPort(1);
+    await driver.setOpen(1, true);
+    driver.onData(1, (bytes) => void driver.write(1, bytes));
+    agent.input('packed');
+    await tick();
+    expect(agent.text()).toBe('packed');
+  });
+
   it('writing to a port that does not exist is INVALID_ARGUMENT', async () => {
     const driver = ConsoleDriver.init(createPciHarness(new ConsoleDevice({ ports: [{ backend: new MemoryConsoleBackend() }] })).transport);
     await expect(driver.write(3, text('x'))).rejects.toThrow(DriverError);

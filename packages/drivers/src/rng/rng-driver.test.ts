@@ -44,6 +44,14 @@ describe('rng driver ↔ rng device end to end (virtio-pci)', () => {
     expect(device.metrics.throttled).toBeGreaterThan(0);
   });
 
+  it('over packed virtqueues (§2.8) too', async () => {
+    const device = new RngDevice({ packed: true });
+    const rng = RngDriver.init(createPciHarness(device).transport, { bufferSize: 100 });
+    expect(rng.features & (1n << 34n)).not.toBe(0n);
+    expect((await rng.read(1000)).length).toBe(1000);
+    expect(device.metrics.requests).toBe(10);
+  });
+
   it('reset rejects a read waiting for the rate limiter', async () => {
     const clock = new FakeClock();
     const rng = RngDriver.init(createPciHarness(new RngDevice({ clock, rateLimit: { bytes: 10, periodMs: 1000 } })).transport);
