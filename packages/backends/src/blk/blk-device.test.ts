@@ -1,3 +1,4 @@
+import { BlockError } from '@virtio-ts/block';
 import { hasFeature } from '@virtio-ts/device';
 import { RingError, type Segment } from '@virtio-ts/ring';
 import { describe, expect, it } from 'vitest';
@@ -194,6 +195,19 @@ describe('virtio-blk requests (VIRTIO 1.3 §5.2.6)', () => {
     expect(r.status).toBe(VIRTIO_BLK_S_OK);
     expect(disk.bytes.subarray(512, 4 * 512).every((x) => x === 0)).toBe(true);
     expect(disk.calls.write).toBeGreaterThan(0);
+  });
+
+  it('a BlockDriver that answers UNSUPPORTED: discard still completes OK (advisory), write-zeroes falls back to writes', async () => {
+    const disk = new MemoryDisk({ size: DISK });
+    const unsupported = () => Promise.reject(new BlockError('UNSUPPORTED', 'not here'));
+    disk.discard = unsupported;
+    disk.writeZeroes = unsupported;
+    const { b, header, run, device } = setup({ disk });
+    const seg = encodeDiscardSegments([{ sector: 2n, numSectors: 1, flags: 0 }]);
+    expect((await run([...header(VIRTIO_BLK_T_DISCARD), ...b.place(seg)], b.reserve([1]))).status).toBe(VIRTIO_BLK_S_OK);
+    expect((await run([...header(VIRTIO_BLK_T_WRITE_ZEROES), ...b.place(seg)], b.reserve([1]))).status).toBe(VIRTIO_BLK_S_OK);
+    expect(disk.bytes.subarray(1024, 1536).every((x) => x === 0)).toBe(true);
+    expect(device.metrics.faults.BACKEND_ERROR).toBe(0);
   });
 
   it('5.2.6: DISCARD and WRITE_ZEROES without their feature negotiated are UNSUPP', async () => {

@@ -1,4 +1,4 @@
-import type { BlockDriver } from '@virtio-ts/block';
+import { BlockError, type BlockDriver } from '@virtio-ts/block';
 import type { GuestMemory } from '@virtio-ts/memory';
 import type { DescriptorChain } from '@virtio-ts/ring';
 import { scatter, segmentViews } from '../chain-io.js';
@@ -161,8 +161,13 @@ export class BlkQueueHandler {
   private async discard(range: DiscardRange): Promise<void> {
     const { driver } = this.context;
     if (range.numSectors === 0 || driver.discard === undefined) return;
-    // §5.2.6.2: the device MAY deallocate: discard is advisory, contents become unspecified.
-    await driver.discard(range.sector * SECTOR_SIZE, range.numSectors * SECTOR_SIZE);
+    // §5.2.6.2: the device MAY deallocate: discard is advisory, contents become unspecified, so
+    // a driver that cannot discard this range (UNSUPPORTED) still completes the request.
+    try {
+      await driver.discard(range.sector * SECTOR_SIZE, range.numSectors * SECTOR_SIZE);
+    } catch (error) {
+      if (!(BlockError.isInstance(error) && error.code === 'UNSUPPORTED')) throw error;
+    }
   }
 
   private async writeZeroes(range: DiscardRange): Promise<void> {
@@ -172,8 +177,13 @@ export class BlkQueueHandler {
     const length = range.numSectors * SECTOR_SIZE;
     if (driver.writeZeroes !== undefined) {
       // §5.2.6.2: with unmap the device MAY deallocate; reads MUST return zeroes either way.
-      await driver.writeZeroes(offset, length, { mayUnmap: range.unmap });
-      return;
+      try {
+        await driver.writeZeroes(offset, length, { mayUnmap: range.unmap });
+        return;
+      } catch (error) {
+        if (!(BlockError.isInstance(error) && error.code === 'UNSUPPORTED')) throw error;
+        // Fall back to writing zeroes below.
+      }
     }
     zeroChunk ??= new Uint8Array(ZERO_CHUNK);
     for (let done = 0; done < length; done += ZERO_CHUNK) {
