@@ -136,13 +136,17 @@ export class PackedChainReader {
       const address = high * TWO_POW_32 + low;
       if (!this.mapped(address, length)) return this.error('ADDRESS_OUT_OF_RANGE', 'buffer is not inside guest memory', id, slot, address, length);
       if ((flags & VIRTQ_DESC_F_WRITE) !== 0) {
-        (writable ??= []).push({ address, length });
+        const segment: Segment = { address, length };
+        if (writable === null) writable = [segment]; // a literal, then push: no empty-array growth
+        else writable.push(segment);
         writableLength += length;
       } else {
         // §2.8.17: "The driver MUST place any device-writable descriptor elements after any
         // device-readable descriptor elements."
         if (writable !== null) return this.error('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', id, slot);
-        (readable ??= []).push({ address, length });
+        const segment: Segment = { address, length };
+        if (readable === null) readable = [segment];
+        else readable.push(segment);
         readableLength += length;
       }
       if (readableLength + writableLength > MAX_TOTAL_LENGTH) {
@@ -203,11 +207,15 @@ export class PackedChainReader {
       const address = high * TWO_POW_32 + low;
       if (!this.mapped(address, entryLength)) return this.error('ADDRESS_OUT_OF_RANGE', 'buffer is not inside guest memory', id, i, address, entryLength);
       if ((flags & VIRTQ_DESC_F_WRITE) !== 0) {
-        (writable ??= []).push({ address, length: entryLength });
+        const segment: Segment = { address, length: entryLength };
+        if (writable === null) writable = [segment];
+        else writable.push(segment);
         writableLength += entryLength;
       } else {
         if (writable !== null) return this.error('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', id, i);
-        (readable ??= []).push({ address, length: entryLength });
+        const segment: Segment = { address, length: entryLength };
+        if (readable === null) readable = [segment];
+        else readable.push(segment);
         readableLength += entryLength;
       }
       if (readableLength + writableLength > MAX_TOTAL_LENGTH) {
