@@ -16,7 +16,7 @@ function chromiumPath(): string | undefined {
   }
 }
 
-const pureLayerTests = ['packages/memory/src/**/*.test.ts', 'packages/ring/src/**/*.test.ts', 'packages/device/src/**/*.test.ts', 'packages/pci/src/**/*.test.ts'];
+const pureLayerTests = ['packages/memory/src/**/*.test.ts', 'packages/ring/src/**/*.test.ts', 'packages/device/src/**/*.test.ts', 'packages/pci/src/**/*.test.ts', 'packages/backends/src/**/*.test.ts', 'packages/drivers/src/**/*.test.ts'];
 const executablePath = chromiumPath();
 const browserProject: TestProjectInlineConfiguration[] = [];
 if (executablePath !== undefined) {
