@@ -115,9 +115,13 @@ function areaRegion(memory: GuestMemory, name: string, address: number, length: 
   }
 }
 
+/** True on little-endian hosts: the typed views read le16/le32 guest fields directly. */
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 /**
  * Cached typed views over a validated packed ring: indices into the regions' whole-buffer
  * `u16`/`u32` arrays, computed once. Descriptor `i` starts at `u32[desc32 + 4 * i]`.
+ * Little-endian hosts only (checked here).
  * @internal
  */
 export class PackedRingViews {
@@ -135,6 +139,8 @@ export class PackedRingViews {
   readonly deviceEvent32: number;
 
   constructor(layout: PackedQueueLayout, resolved: ResolvedPackedLayout) {
+    // Guest memory is little-endian (§1.4); the views below are host-endian.
+    if (!LITTLE_ENDIAN_HOST) throw new RingError('INVALID_ARGUMENT', 'big-endian hosts are not supported');
     const d = resolved.descRegion;
     const descByte = d.offset + (layout.descRing - d.start);
     this.descU16 = d.u16;
