@@ -2,7 +2,7 @@ import { GuestMemory } from '@virtio-ts/memory';
 import { describe, expect, it } from 'vitest';
 import { PackedDeviceQueue, PackedDriverQueue, packedQueueLayout } from '../index.js';
 
-// The example of the "Packed" section of packages/ring/README.md (and PACKED.md), run as a test.
+// The example of the "Packed" section of packages/ring/README.md, run as a test.
 describe('README: packed ring example', () => {
   it('runs', () => {
     // --- example start
