@@ -88,6 +88,8 @@ export class PackedDeviceQueue implements DeviceQueue {
   private usedSinceSignal = 0;
   /** True while the device asks the driver for notifications. */
   private notifying = true;
+  /** False after restore() until the first needsNotification(). */
+  private signalValid = true;
   private isBroken = false;
 
   constructor(layout: PackedQueueLayout, options: QueueOptions) {
@@ -135,6 +137,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     queue.isBroken = state.broken;
     const word = Atomics.load(queue.views.deviceEventU32, queue.views.deviceEvent32);
     queue.notifying = eventFlags(word) !== RING_EVENT_FLAGS_DISABLE;
+    queue.signalValid = false;
     return queue;
   }
 
@@ -236,7 +239,13 @@ export class PackedDeviceQueue implements DeviceQueue {
 
   needsNotification(): boolean {
     const word = Atomics.load(this.views.driverEventU32, this.views.driverEvent32);
-    const result = needsEvent(word, this.features.eventIdx, this.nextUsed, this.usedWrapCounter, this.usedSinceSignal, this.size);
+    let result = needsEvent(word, this.eventIdx, this.nextUsed, this.usedWrapCounter, this.usedSinceSignal, this.size);
+    if (!this.signalValid) {
+      // First check after restore(): the queue we replace may have pushed used descriptors and
+      // not yet interrupted for them (QEMU's signalled_used_valid). Notify unless disabled.
+      this.signalValid = true;
+      result = eventFlags(word) !== RING_EVENT_FLAGS_DISABLE;
+    }
     this.usedSinceSignal = 0;
     return result;
   }
@@ -267,6 +276,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.orderCount = 0;
     this.usedSinceSignal = 0;
     this.notifying = true;
+    this.signalValid = true;
     this.isBroken = false;
   }
 

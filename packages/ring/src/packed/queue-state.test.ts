@@ -70,6 +70,18 @@ describe('PackedDeviceQueue.restore (H16)', () => {
     expect(restoreCode(state)).toBe('INVALID_STATE');
   });
 
+  it('the first needsNotification after restore notifies (completions the old queue may not have signalled) unless DISABLE', () => {
+    const { driver, device, dataAddress, memory: m, layout } = createPackedQueuePair<number>({ size: 4, features: { eventIdx: true } });
+    driver.add([{ address: dataAddress, length: 1 }], [], 1);
+    device.pushUsed(device.pop()!.head, 0); // saved before needsNotification() ran
+    const state = device.saveState();
+    const restored = PackedDeviceQueue.restore(state, { memory: m });
+    expect(restored.needsNotification()).toBe(true);
+    expect(restored.needsNotification()).toBe(false);
+    m.writeU32(layout.driverEvent, 1 << 16); // RING_EVENT_FLAGS_DISABLE
+    expect(PackedDeviceQueue.restore(state, { memory: m }).needsNotification()).toBe(false);
+  });
+
   it('rejects non-objects', () => {
     for (const value of [null, undefined, 42, 'state', []]) expect(restoreCode(value)).toBe('INVALID_STATE');
   });
