@@ -11,6 +11,7 @@ import {
   VIRTIO_CONSOLE_CONSOLE_PORT,
   VIRTIO_CONSOLE_DEVICE_ADD,
   VIRTIO_CONSOLE_DEVICE_READY,
+  VIRTIO_CONSOLE_DEVICE_REMOVE,
   VIRTIO_CONSOLE_F_EMERG_WRITE,
   VIRTIO_CONSOLE_F_MULTIPORT,
   VIRTIO_CONSOLE_F_SIZE,
@@ -258,6 +259,32 @@ describe('virtio-console multiport (§5.3.6.2)', () => {
     expect(() => device.setHostOpen(5, true)).toThrow(BackendError);
   });
 
+  it('5.3.6: hot-plug — addPort announces DEVICE_ADD with the lowest free id, removePort sends DEVICE_REMOVE', () => {
+    const { device, postControl, sent, send, h, b } = multiport({ maxNrPorts: 4 });
+    postControl(16);
+    send({ id: 0, event: VIRTIO_CONSOLE_DEVICE_READY, value: 1 });
+    const extra = new MemoryConsoleBackend();
+    const id = device.addPort({ backend: extra, name: 'hot' });
+    expect(id).toBe(2);
+    expect(sent().at(-1)).toEqual({ id: 2, event: VIRTIO_CONSOLE_DEVICE_ADD, value: 0 });
+    send({ id: 2, event: VIRTIO_CONSOLE_PORT_READY, value: 1 });
+    expect(sent().slice(-2)).toEqual([
+      { id: 2, event: VIRTIO_CONSOLE_PORT_NAME, value: 1, payload: text('hot') },
+      { id: 2, event: VIRTIO_CONSOLE_PORT_OPEN, value: 1 },
+    ]);
+    // The hot-plugged port's transmitq works.
+    h.queues[transmitQueueOf(2)]!.offer(b.chain(b.place(text('hi')), []));
+    device.queueNotify(transmitQueueOf(2));
+    expect(extra.text()).toBe('hi');
+    device.removePort(1);
+    expect(sent().at(-1)).toEqual({ id: 1, event: VIRTIO_CONSOLE_DEVICE_REMOVE, value: 0 });
+    expect(device.ports[1]).toBeUndefined();
+    expect(device.addPort({ backend: new MemoryConsoleBackend() })).toBe(1);
+    expect(device.addPort({ backend: new MemoryConsoleBackend() })).toBe(3);
+    expect(() => device.addPort({ backend: new MemoryConsoleBackend() })).toThrow(/max_nr_ports/);
+    expect(() => device.removePort(7)).toThrow(BackendError);
+  });
+
   it('without MULTIPORT negotiated only port 0 works', () => {
     const backends = [new MemoryConsoleBackend(), new MemoryConsoleBackend()];
     const device = new ConsoleDevice({ ports: [{ backend: backends[0]! }, { backend: backends[1]! }] });
@@ -324,7 +351,7 @@ describe('virtio-console codec and persist', () => {
         } catch (error) {
           expect(BackendError.isInstance(error) && error.code === 'INVALID_STATE').toBe(true);
         }
-        for (const p of device.ports) expect(p.bufferedInput).toBeLessThanOrEqual(16);
+        for (const p of device.ports) expect(p?.bufferedInput ?? 0).toBeLessThanOrEqual(16);
       }),
       { numRuns: 300 },
     );

@@ -11,6 +11,7 @@ import {
   VIRTIO_CONSOLE_CONSOLE_PORT,
   VIRTIO_CONSOLE_DEVICE_ADD,
   VIRTIO_CONSOLE_DEVICE_READY,
+  VIRTIO_CONSOLE_DEVICE_REMOVE,
   VIRTIO_CONSOLE_F_EMERG_WRITE,
   VIRTIO_CONSOLE_F_MULTIPORT,
   VIRTIO_CONSOLE_F_SIZE,
@@ -83,7 +84,8 @@ export class ConsoleDevice implements VirtioDevice {
   readonly configSize = CONSOLE_CONFIG.size;
   readonly metrics = new ConsoleMetrics();
   readonly maxNrPorts: number;
-  readonly ports: readonly ConsolePort[];
+  /** Ports by id; a slot is undefined after `removePort` (or before `addPort`). */
+  readonly ports: (ConsolePort | undefined)[];
   private readonly maxBufferedInput: number;
   private readonly control: ControlChannel;
   private cols: number;
@@ -113,11 +115,7 @@ export class ConsoleDevice implements VirtioDevice {
     this.maxBufferedInput = maxBufferedInput;
     this.cols = size?.cols ?? 0;
     this.rows = size?.rows ?? 0;
-    this.ports = options.ports.map((p, id) => {
-      const port = new ConsolePort(id, p.backend, p.name, p.console ?? id === 0, this.metrics, maxBufferedInput, (q) => this.mayReceive(q));
-      port.hostOpen = p.hostOpen ?? true;
-      return port;
-    });
+    this.ports = options.ports.map((p, id) => this.createPort(id, p));
     this.control = new ControlChannel(this.metrics, (m) => this.onControl(m));
     let features = ringFeatures(options);
     if (multiport) features |= featureBits(VIRTIO_CONSOLE_F_MULTIPORT);
@@ -154,7 +152,7 @@ export class ConsoleDevice implements VirtioDevice {
     if (offset === CONSOLE_CONFIG.emergWr && data.length >= 1 && hasFeature(this.deviceFeatures, VIRTIO_CONSOLE_F_EMERG_WRITE)) {
       this.metrics.emergencyWrites++;
       try {
-        void this.ports[0]!.backend.write(data.slice(0, 1));
+        void this.ports[0]?.backend.write(data.slice(0, 1));
       } catch {
         // A failing backend must not fail the guest's register write.
       }
@@ -169,25 +167,47 @@ export class ConsoleDevice implements VirtioDevice {
   activate(context: ActivationContext): void {
     this.context = context;
     this.negotiated = context.features;
-    const runner = (index: number, resume: () => void): QueueRunner | undefined => {
-      const queue: DeviceQueue | null | undefined = context.queues[index];
-      if (queue === null || queue === undefined) return undefined;
-      const events = {
-        ringError: () => this.metrics.ringErrors++,
-        needsReset: () => this.metrics.needsReset++,
-        interrupt: () => this.metrics.interrupts++,
-      };
-      return new QueueRunner(index, queue, context, events, resume);
-    };
     const multiport = this.multiport;
     for (const port of this.ports) {
       // §5.3.2: without MULTIPORT only port 0's queues exist.
-      if (!multiport && port.id > 0) continue;
-      port.attach(context.memory, runner(receiveQueueOf(port.id), () => port.deliver()), runner(transmitQueueOf(port.id), () => port.onTransmit()));
+      if (port === undefined || (!multiport && port.id > 0)) continue;
+      this.attachPort(port, context);
     }
     if (multiport) {
-      this.control.attach(context.memory, runner(CONTROL_RECEIVEQ, () => this.control.flush()), runner(CONTROL_TRANSMITQ, () => this.control.onTransmit()));
+      this.control.attach(
+        context.memory,
+        this.runnerFor(context, CONTROL_RECEIVEQ, () => this.control.flush()),
+        this.runnerFor(context, CONTROL_TRANSMITQ, () => this.control.onTransmit()),
+      );
     }
+  }
+
+  /**
+   * Hot-plugs a port (MULTIPORT): takes the lowest free id below `max_nr_ports` and, once the
+   * driver is ready, announces it with DEVICE_ADD (§5.3.6 step 4: "the same message is used for
+   * port hot-plug"). Returns the id.
+   */
+  addPort(options: ConsolePortOptions): number {
+    if (this.maxNrPorts === 1) throw new BackendError('INVALID_OPTION', 'ports can only be added to a MULTIPORT console', { device: 'console', field: 'multiport' });
+    let id = 0;
+    while (id < this.maxNrPorts && this.ports[id] !== undefined) id++;
+    if (id >= this.maxNrPorts) throw new BackendError('INVALID_OPTION', `all ${this.maxNrPorts} ports (max_nr_ports) are in use`, { device: 'console', field: 'maxNrPorts' });
+    const port = this.createPort(id, options);
+    this.ports[id] = port;
+    if (this.context !== undefined && this.multiport) this.attachPort(port, this.context);
+    // §5.3.6.2.1: never announce a port that exists (the driver only knows announced ports).
+    if (this.deviceReady) this.control.send({ id, event: VIRTIO_CONSOLE_DEVICE_ADD, value: 0 });
+    return id;
+  }
+
+  /** Hot-unplugs a port: DEVICE_REMOVE to the driver (§5.3.6.2), and the backend is released. */
+  removePort(id: number): void {
+    const port = this.port(id);
+    port.detach();
+    port.close();
+    this.ports[id] = undefined;
+    // §5.3.6.2.1: DEVICE_REMOVE only names a port created by an earlier DEVICE_ADD.
+    if (this.deviceReady) this.control.send({ id, event: VIRTIO_CONSOLE_DEVICE_REMOVE, value: 0 });
   }
 
   queueNotify(index: number): void {
@@ -202,7 +222,7 @@ export class ConsoleDevice implements VirtioDevice {
   }
 
   reset(): void {
-    for (const port of this.ports) port.detach();
+    for (const port of this.ports) port?.detach();
     this.control.detach();
     this.context = undefined;
     this.negotiated = 0n;
@@ -223,7 +243,7 @@ export class ConsoleDevice implements VirtioDevice {
     if (this.context !== undefined && hasFeature(this.negotiated, VIRTIO_CONSOLE_F_SIZE)) this.context.interrupt.signalConfig();
     if (this.multiport && this.deviceReady) {
       for (const port of this.ports) {
-        if (port.isConsole && port.ready) this.control.send({ id: port.id, event: VIRTIO_CONSOLE_RESIZE, value: 0, payload: encodeResize(cols, rows) });
+        if (port?.isConsole === true && port.ready) this.control.send({ id: port.id, event: VIRTIO_CONSOLE_RESIZE, value: 0, payload: encodeResize(cols, rows) });
       }
     }
   }
@@ -237,7 +257,7 @@ export class ConsoleDevice implements VirtioDevice {
 
   /** Stops listening to every backend. */
   close(): void {
-    for (const port of this.ports) port.close();
+    for (const port of this.ports) port?.close();
   }
 
   saveState(): ConsoleDeviceState {
@@ -246,12 +266,15 @@ export class ConsoleDevice implements VirtioDevice {
       cols: this.cols,
       rows: this.rows,
       deviceReady: this.deviceReady,
-      ports: this.ports.map((p) => ({ id: p.id, ready: p.ready, guestOpen: p.guestOpen, hostOpen: p.hostOpen, pendingInput: [...p.pendingInput()] })),
+      ports: this.ports
+        .filter((p): p is ConsolePort => p !== undefined)
+        .map((p) => ({ id: p.id, ready: p.ready, guestOpen: p.guestOpen, hostOpen: p.hostOpen, pendingInput: [...p.pendingInput()] })),
     };
   }
 
   restoreState(state: unknown): void {
-    const s = restoreConsoleState(state, { portIds: this.ports.map((p) => p.id), maxBufferedInput: this.maxBufferedInput });
+    const portIds = this.ports.filter((p): p is ConsolePort => p !== undefined).map((p) => p.id);
+    const s = restoreConsoleState(state, { portIds, maxBufferedInput: this.maxBufferedInput });
     this.cols = s.cols;
     this.rows = s.rows;
     this.deviceReady = s.deviceReady;
@@ -262,6 +285,31 @@ export class ConsoleDevice implements VirtioDevice {
       port.hostOpen = p.hostOpen;
       port.restoreInput(Uint8Array.from(p.pendingInput));
     }
+  }
+
+  private createPort(id: number, options: ConsolePortOptions): ConsolePort {
+    const port = new ConsolePort(id, options.backend, options.name, options.console ?? id === 0, this.metrics, this.maxBufferedInput, (q) => this.mayReceive(q));
+    port.hostOpen = options.hostOpen ?? true;
+    return port;
+  }
+
+  private runnerFor(context: ActivationContext, index: number, resume: () => void): QueueRunner | undefined {
+    const queue: DeviceQueue | null | undefined = context.queues[index];
+    if (queue === null || queue === undefined) return undefined;
+    const events = {
+      ringError: () => this.metrics.ringErrors++,
+      needsReset: () => this.metrics.needsReset++,
+      interrupt: () => this.metrics.interrupts++,
+    };
+    return new QueueRunner(index, queue, context, events, resume);
+  }
+
+  private attachPort(port: ConsolePort, context: ActivationContext): void {
+    port.attach(
+      context.memory,
+      this.runnerFor(context, receiveQueueOf(port.id), () => port.deliver()),
+      this.runnerFor(context, transmitQueueOf(port.id), () => port.onTransmit()),
+    );
   }
 
   private port(id: number): ConsolePort {
@@ -283,7 +331,7 @@ export class ConsoleDevice implements VirtioDevice {
         // §5.3.6.2: value 1 is success. Announce every port (§5.3.6.2.1: never an existing one).
         if (value !== 1 || this.deviceReady) return;
         this.deviceReady = true;
-        for (const port of this.ports) this.control.send({ id: port.id, event: VIRTIO_CONSOLE_DEVICE_ADD, value: 0 });
+        for (const port of this.ports) if (port !== undefined) this.control.send({ id: port.id, event: VIRTIO_CONSOLE_DEVICE_ADD, value: 0 });
         return;
       case VIRTIO_CONSOLE_PORT_READY: {
         const port = this.ports[id];

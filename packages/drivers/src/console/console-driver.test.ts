@@ -106,6 +106,22 @@ describe('console driver ↔ console device end to end (virtio-pci)', () => {
     expect(agent.text()).toBe('packed');
   });
 
+  it('port hot-plug: a port added at run time appears in the driver and works; a removed one disappears', async () => {
+    const device = new ConsoleDevice({ ports: [{ backend: new MemoryConsoleBackend() }, { backend: new MemoryConsoleBackend() }], maxNrPorts: 3 });
+    const driver = ConsoleDriver.init(createPciHarness(device).transport);
+    await driver.whenPort(1);
+    const hot = new MemoryConsoleBackend();
+    const id = device.addPort({ backend: hot, name: 'hot-plugged' });
+    const info = await driver.whenPort(id);
+    await tick();
+    expect(info.name).toBe('hot-plugged');
+    await driver.write(id, text('late'));
+    expect(hot.text()).toBe('late');
+    device.removePort(1);
+    await tick();
+    expect(driver.portIds().sort()).toEqual([0, 2]);
+  });
+
   it('writing to a port that does not exist is INVALID_ARGUMENT', async () => {
     const driver = ConsoleDriver.init(createPciHarness(new ConsoleDevice({ ports: [{ backend: new MemoryConsoleBackend() }] })).transport);
     await expect(driver.write(3, text('x'))).rejects.toThrow(DriverError);
