@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { describeError, VmmError } from './errors.js';
 import { runCommand, type RunCommandOptions } from './cli/run-command.js';
+import { serveCommand, type ServeCommandOptions } from './serve/serve-command.js';
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 const count = (_: unknown, previous = 0): number => previous + 1;
@@ -32,6 +33,15 @@ function program(): Command {
     .option('--no-progress', 'no progress bar')
     .action(async (options: RunCommandOptions) => {
       await runCommand(options, (text) => process.stdout.write(`${text}\n`));
+    });
+  cli
+    .command('serve')
+    .description('Serve devices to a VMM over vhost-user, like qemu-storage-daemon (one socket per device)')
+    .option('--blk <options>', 'id=ID,path=IMG,format=raw|qcow2,socket=SOCK[,readonly=on][,queues=N][,serial=S][,queue-size=N] (repeatable)', collect)
+    .option('--net <options>', 'id=ID,tap=NAME,socket=SOCK[,queues=N] (repeatable)', collect)
+    .option('--rng <options>', 'id=ID,socket=SOCK[,rate=BYTES_PER_SECOND] (repeatable)', collect)
+    .action(async (options: ServeCommandOptions) => {
+      await serveCommand(options, (text) => process.stderr.write(`${text}\n`));
     });
   return cli;
 }

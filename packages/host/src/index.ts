@@ -7,3 +7,4 @@ export { EventFd } from './eventfd.js';
 export { Epoll, type EpollEvent } from './epoll.js';
 export { UnixSocket, UnixListener, type ReceivedMessage } from './unix-socket.js';
 export { Tap, type TapOptions } from './tap.js';
+export { koffiModulePath } from './libc.js';

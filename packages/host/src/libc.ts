@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import koffi, { type LibraryHandle } from 'koffi';
 import { HostError } from './errors.js';
 
@@ -103,3 +104,11 @@ export function errno(): number {
 }
 
 export { koffi };
+
+/**
+ * Absolute path of the koffi module this package uses, for code that must load it in a thread of
+ * its own (a worker evaluated from source cannot resolve our dependencies by name).
+ */
+export function koffiModulePath(): string {
+  return createRequire(import.meta.url).resolve('koffi');
+}

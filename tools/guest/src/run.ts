@@ -19,6 +19,8 @@ export interface RunGuestOptions {
   readonly timeoutMs?: number;
   /** Extra kernel command line. */
   readonly append?: string;
+  /** Aborting kills QEMU at once (SIGKILL): a front-end dying mid-I/O. */
+  readonly signal?: AbortSignal;
   /** Receives the serial console as it arrives (e.g. process.stdout.write). */
   readonly onOutput?: (chunk: string) => void;
 }
@@ -77,6 +79,7 @@ export async function runGuest(options: RunGuestOptions): Promise<GuestResult> {
         timedOut = true;
         child.kill('SIGKILL');
       }, options.timeoutMs ?? 180_000);
+      options.signal?.addEventListener('abort', () => child.kill('SIGKILL'), { once: true });
       child.on('error', (error) => {
         clearTimeout(timer);
         reject(error);

@@ -59,12 +59,24 @@ async function main(): Promise<void> {
   } catch (error) {
     await built?.driver?.close().catch(() => undefined);
     port.postMessage({ type: 'failed', message: error instanceof Error ? error.message : String(error) } satisfies DeviceWorkerMessage);
+    port.postMessage({ type: 'stopped' } satisfies DeviceWorkerMessage);
+    port.close();
+    return;
+  }
+  let waiter: EpollWaiter;
+  try {
+    waiter = new EpollWaiter();
+    waiter.watch(listener.fd, LISTENER);
+  } catch (error) {
+    listener.close();
+    await built.driver?.close().catch(() => undefined);
+    port.postMessage({ type: 'failed', message: error instanceof Error ? error.message : String(error) } satisfies DeviceWorkerMessage);
+    port.postMessage({ type: 'stopped' } satisfies DeviceWorkerMessage);
+    port.close();
     return;
   }
   log(`${built.describe} on ${spec.socket}`);
   port.postMessage({ type: 'ready' } satisfies DeviceWorkerMessage);
-  const waiter = new EpollWaiter();
-  waiter.watch(listener.fd, LISTENER);
   wakeAcceptLoop = () => void waiter.close();
   let connections = 0;
   try {
@@ -91,6 +103,7 @@ async function main(): Promise<void> {
       log('image flushed and closed');
     }
     port.postMessage({ type: 'stopped' } satisfies DeviceWorkerMessage);
+    port.close();
   }
 }
 

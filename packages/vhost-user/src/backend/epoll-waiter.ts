@@ -1,6 +1,5 @@
-import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { EPOLLET, EPOLLIN, Epoll, EventFd } from '@virtio-ts/host';
+import { EPOLLET, EPOLLIN, Epoll, EventFd, koffiModulePath } from '@virtio-ts/host';
 
 /** epoll `data` of the stop eventfd; vrings use 1..126, the control socket 0. */
 const STOP = 127;
@@ -58,7 +57,7 @@ export class EpollWaiter {
 
   constructor() {
     this.epoll.add(this.stopFd.fd, EPOLLIN, STOP);
-    const koffiPath = createRequire(import.meta.url).resolve('koffi');
+    const koffiPath = koffiModulePath();
     this.worker = new Worker(WAITER_SOURCE, { eval: true, workerData: { koffiPath, epollFd: this.epoll.fd, state: this.state.buffer } });
     this.worker.unref();
   }
