@@ -1,28 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildGuest, runGuest } from './index.js';
+import { buildGuest, peerGate, runGuest } from './index.js';
 
-function have(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+const gate = peerGate('guest image builder');
 
-const missing = ['qemu-system-x86_64', 'qemu-img', 'apt-get', 'depmod', 'cpio'].filter((c) => !have(c));
-if (!existsSync('/usr/bin/fio') || !existsSync('/bin/busybox')) missing.push('fio/busybox-static');
-if (missing.length > 0 && process.env.CI === 'true') {
-  throw new Error(`CI=true: guest interop peers missing: ${missing.join(', ')} (scripts/install-peers.sh)`);
-}
-const reason = missing.length > 0 ? ` (skipped: ${missing.join(', ')} missing — run scripts/install-peers.sh)` : '';
-
-describe.skipIf(missing.length > 0)(`guest image builder${reason}`, () => {
+describe.skipIf(gate.skip)(`guest image builder${gate.reason}`, () => {
   it('builds a guest whose Linux drives QEMU\'s own virtio-blk: ext4 + fsck clean + fio verify', async () => {
     const guest = await buildGuest();
     const scratch = await mkdtemp(path.join(tmpdir(), 'vt-guest-test-'));

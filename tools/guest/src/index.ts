@@ -2,3 +2,4 @@ export { buildGuest, GuestBuildError, type BuildOptions, type GuestImage } from 
 export { runGuest, type GuestResult, type RunGuestOptions } from './run.js';
 export { INIT_SCRIPT } from './init-script.js';
 export { defaultCacheDir } from './paths.js';
+export { GUEST_PEERS, peerGate, type PeerRequirements } from './peers.js';

@@ -4,25 +4,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildGuest, runGuest, type GuestResult } from '@virtio-ts/guest';
+import { buildGuest, peerGate, runGuest, type GuestResult } from '@virtio-ts/guest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-function have(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const missing = ['qemu-system-x86_64', 'qemu-img', 'apt-get', 'depmod', 'cpio'].filter((c) => !have(c));
-if (!existsSync('/usr/bin/fio')) missing.push('fio');
-if (missing.length > 0 && process.env.CI === 'true') throw new Error(`CI=true: vmm serve interop peers missing: ${missing.join(', ')}`);
-const skipReason = missing.length > 0 ? ` (skipped: ${missing.join(', ')} missing — run scripts/install-peers.sh)` : '';
+const gate = peerGate('vmm serve interop');
 
 const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/main.js');
 
-describe.skipIf(missing.length > 0)(`vmm serve: a vhost-user daemon for real Linux guests${skipReason}`, () => {
+describe.skipIf(gate.skip)(`vmm serve: a vhost-user daemon for real Linux guests${gate.reason}`, () => {
   let dir: string;
   let serve: ChildProcess;
   let output = '';

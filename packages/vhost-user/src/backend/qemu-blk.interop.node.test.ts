@@ -1,27 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { BlkDevice } from '@virtio-ts/backends';
 import { openImage } from '@virtio-ts/block/node';
-import { buildGuest, runGuest, type GuestResult } from '@virtio-ts/guest';
+import { buildGuest, peerGate, runGuest, type GuestResult } from '@virtio-ts/guest';
 import { UnixListener } from '@virtio-ts/host';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveConnection, type ConnectionEnd } from '../index.js';
 
-function have(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const missing = ['qemu-system-x86_64', 'qemu-img', 'apt-get', 'depmod', 'cpio'].filter((c) => !have(c));
-if (!existsSync('/usr/bin/fio')) missing.push('fio');
-if (missing.length > 0 && process.env.CI === 'true') throw new Error(`CI=true: vhost-user interop peers missing: ${missing.join(', ')}`);
-const skipReason = missing.length > 0 ? ` (skipped: ${missing.join(', ')} missing — run scripts/install-peers.sh)` : '';
+const gate = peerGate('vhost-user interop');
 
 interface Run {
   readonly guest: GuestResult;
@@ -82,7 +70,7 @@ function expectGuestOk(guest: GuestResult): void {
   expect(guest.status, guest.output.slice(-3000)).toBe(0);
 }
 
-describe.skipIf(missing.length > 0)(`Linux's virtio_blk over vhost-user against our back-end${skipReason}`, () => {
+describe.skipIf(gate.skip)(`Linux's virtio_blk over vhost-user against our back-end${gate.reason}`, () => {
   let dir: string;
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'vt-vu-img-'));
