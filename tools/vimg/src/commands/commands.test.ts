@@ -161,3 +161,17 @@ describe('vimg errors', () => {
     expect(bad.stderr).toMatch(/^vimg: unknown option '--nope' \[USAGE\]\n$/);
   });
 });
+
+describe('subcommands whose block support is missing report UNSUPPORTED before touching the image', () => {
+  it('commit without -d, rebase, amend', async () => {
+    const host = new MemoryHost();
+    const d = host.add('d', disk(65536, [[0, 10, 1]]));
+    d.requests.length = 0;
+    for (const argv of [['commit', 'd'], ['rebase', '-b', 'x', '-F', 'raw', 'd'], ['rebase', '-u', '-b', '', 'd'], ['amend', '-o', 'compat=0.10', 'd']]) {
+      const result = await vimg(host, ...argv);
+      expect(result.status, argv.join(' ')).toBe(1);
+      expect(result.stderr, argv.join(' ')).toMatch(/^vimg: .* \[UNSUPPORTED\]\n$/);
+    }
+    expect(d.requests).toEqual([]);
+  });
+});

@@ -10,6 +10,10 @@ import type { CommandContext } from './context.js';
  * (by default its direct backing file), then empties the image unless `-d`.
  */
 export async function runCommit(command: CommitCommand, context: CommandContext): Promise<number> {
+  const makeEmpty = context.host.makeEmpty?.bind(context.host);
+  if (!command.keep && makeEmpty === undefined) {
+    throw new VimgError('UNSUPPORTED', 'Emptying the image after commit needs a full-discard API that @virtio-ts/block does not have yet; use commit -d (the image then keeps its data, which equals the base)');
+  }
   const chain = await context.host.open(command.filename, {
     ...(command.format !== undefined ? { format: command.format } : {}),
     writable: true,
@@ -41,7 +45,7 @@ export async function runCommit(command: CommitCommand, context: CommandContext)
       progress?.update(offset, length);
     }
     await base.flush();
-    if (!command.keep) await context.host.makeEmpty(chain);
+    if (!command.keep) await makeEmpty!(chain);
     progress?.end();
     if (!command.quiet) context.io.stdout('Image committed.\n');
     return 0;

@@ -1,5 +1,6 @@
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { RebaseCommand } from '../cli/parse.js';
+import { VimgError } from '../errors.js';
 import { ProgressPrinter } from '../format/progress.js';
 import type { ImageChain } from '../image/image-host.js';
 import { CHUNK_SIZE, firstDifference, statusOf } from './copy.js';
@@ -13,10 +14,12 @@ import type { CommandContext } from './context.js';
 export async function runRebase(command: RebaseCommand, context: CommandContext): Promise<number> {
   const format = command.format !== undefined ? { format: command.format } : {};
   const newName = command.backingFile === '' ? undefined : command.backingFile;
+  const setBacking = context.host.setBacking?.bind(context.host);
+  if (setBacking === undefined) throw new VimgError('UNSUPPORTED', 'Changing the backing file needs a qcow2 header rewrite that @virtio-ts/block does not have yet');
   if (command.unsafe) {
     const chain = await context.host.open(command.filename, { ...format, writable: true, backing: false });
     try {
-      await context.host.setBacking(chain, newName, newName === undefined ? undefined : command.backingFormat ?? (await probeFormat(context, command.filename, newName, command.allowBacking)));
+      await setBacking(chain, newName, newName === undefined ? undefined : command.backingFormat ?? (await probeFormat(context, command.filename, newName, command.allowBacking)));
     } finally {
       await chain.close();
     }
@@ -51,7 +54,7 @@ export async function runRebase(command: RebaseCommand, context: CommandContext)
       progress?.update(offset, top.length);
     }
     await top.flush();
-    await context.host.setBacking(chain, newName, newFormat);
+    await setBacking(chain, newName, newFormat);
     progress?.end();
     return 0;
   } finally {

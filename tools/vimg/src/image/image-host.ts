@@ -57,12 +57,15 @@ export interface ImageHost {
   deleteSnapshot(chain: ImageChain, name: string): Promise<void>;
   /** Consistency check, optionally repairing. */
   check(filename: string, format: string | undefined, repair: 'leaks' | 'all' | undefined): Promise<CheckReport>;
-  /** Rewrites the backing file name and format recorded in the top image. */
-  setBacking(chain: ImageChain, backingFile: string | undefined, backingFormat: string | undefined): Promise<void>;
-  /** Makes the top image empty (every cluster unallocated), for commit. */
-  makeEmpty(chain: ImageChain): Promise<void>;
-  /** Changes header options in place (compat, lazy_refcounts...). */
-  amend(chain: ImageChain, options: ReadonlyMap<string, string>): Promise<void>;
+  /**
+   * Rewrites the backing file name and format recorded in the top image. Optional: absent when
+   * @virtio-ts/block has no header rewrite; rebase then reports UNSUPPORTED before touching data.
+   */
+  setBacking?(chain: ImageChain, backingFile: string | undefined, backingFormat: string | undefined): Promise<void>;
+  /** Optional: makes the top image empty (every cluster unallocated), for commit without -d. */
+  makeEmpty?(chain: ImageChain): Promise<void>;
+  /** Optional: changes header options in place (compat, lazy_refcounts...). */
+  amend?(chain: ImageChain, options: ReadonlyMap<string, string>): Promise<void>;
   /** Writes whole clusters compressed (convert -c); returns false when the target cannot. */
   writeCompressed?(driver: BlockDriver, offset: number, data: Uint8Array): Promise<void>;
   /** Bytes the file takes on the host (st_blocks * 512). */

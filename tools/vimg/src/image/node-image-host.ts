@@ -35,6 +35,10 @@ export class NodeImageHost implements ImageHost {
   #codecs: Promise<{ deflate: Qcow2Codec; zstd: Qcow2Codec }> | undefined;
 
   async open(filename: string, options: OpenOptions): Promise<ImageChain> {
+    if (options.cache !== undefined && options.cache !== 'writeback' && options.cache !== 'unsafe') {
+      // NodeFile has no O_DIRECT (Node cannot allocate aligned buffers) and no O_DSYNC mode.
+      throw new VimgError('UNSUPPORTED', `Cache mode '${options.cache}' is not supported by vimg (writeback and unsafe are)`, { option: 't' });
+    }
     const policy = new BackingPolicy(filename, options.allowBacking ?? []);
     const layers: ImageLayer[] = [];
     const opened: BlockDriver[] = [];
@@ -183,18 +187,6 @@ export class NodeImageHost implements ImageHost {
     } finally {
       await file.close();
     }
-  }
-
-  setBacking(_chain: ImageChain, _backingFile: string | undefined, _backingFormat: string | undefined): Promise<void> {
-    return Promise.reject(new VimgError('UNSUPPORTED', 'changing the backing file needs a header rewrite API in @virtio-ts/block, which this build does not have yet'));
-  }
-
-  makeEmpty(_chain: ImageChain): Promise<void> {
-    return Promise.reject(new VimgError('UNSUPPORTED', 'emptying an image needs a full-discard API in @virtio-ts/block, which this build does not have yet (use commit -d)'));
-  }
-
-  amend(_chain: ImageChain, _options: ReadonlyMap<string, string>): Promise<void> {
-    return Promise.reject(new VimgError('UNSUPPORTED', 'amend needs a header rewrite API in @virtio-ts/block, which this build does not have yet'));
   }
 
   async writeCompressed(driver: BlockDriver, offset: number, data: Uint8Array): Promise<void> {

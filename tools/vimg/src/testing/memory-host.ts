@@ -104,15 +104,6 @@ export class MemoryHost implements ImageHost {
   check(): Promise<CheckReport> {
     return unsupported();
   }
-  setBacking(): Promise<void> {
-    return unsupported();
-  }
-  makeEmpty(): Promise<void> {
-    return unsupported();
-  }
-  amend(): Promise<void> {
-    return unsupported();
-  }
   async actualSize(path: string): Promise<number | undefined> {
     const disk = this.disks.get(path);
     return disk === undefined ? undefined : disk.written.size * MemoryRawDisk.BLOCK;
