@@ -1,0 +1,1 @@
+export { TestFrontend } from './test-frontend.js';
