@@ -67,8 +67,7 @@ describe.skipIf(skip !== undefined)('interop: vimg writes, qemu-img checks and c
       const name = at(`w-${options.replace(/[^a-z0-9]+/gi, '_')}.qcow2`);
       await vimgOk('create', '-q', '-f', 'qcow2', '-o', options, name, String(SIZE));
       const model = new Uint8Array(SIZE);
-      // KNOWN BLOCK BUG (reported): on compat=0.10, writeZeroes without mayUnmap leaks whole clusters.
-      await randomOps(name, model, 11, 60, options.includes('compat=0.10'));
+      await randomOps(name, model, 11, 60);
       expectClean(name);
       expectEqual(name, model);
     });
