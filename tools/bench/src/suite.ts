@@ -33,7 +33,6 @@ export interface Suite {
  */
 export const suites: Record<string, () => Promise<{ suite: Suite }>> = {
   ring: () => import('./ring/index.js'),
-  vmm: () => import('./vmm/index.js'),
   block: () => import('./block/index.js'),
   vmm: () => import('./vmm/index.js'),
 };
