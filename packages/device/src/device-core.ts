@@ -1,6 +1,6 @@
 import type { GuestMemory } from '@virtio-ts/memory';
 import { MAX_QUEUE_SIZE } from '@virtio-ts/ring';
-import type { DeviceQueue } from '@virtio-ts/ring';
+import type { DeviceQueue, QueueState } from '@virtio-ts/ring';
 import { VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_NEEDS_RESET, VIRTIO_F_RING_RESET, VIRTIO_F_VERSION_1 } from './constants.js';
 import { DeviceError } from './errors.js';
 import { featureBit, featureWord, hasFeature, queueFeaturesOf, queueLayoutOf, withFeatureWord, type Features } from './features.js';
@@ -32,6 +32,37 @@ export interface QueueConfig {
   deviceHi: number;
   /** The device side of the queue while enabled. */
   queue: DeviceQueue | null;
+}
+
+/** One queue in a {@link DeviceCoreState}. */
+export interface QueueConfigState {
+  readonly size: number;
+  readonly enabled: boolean;
+  readonly descLo: number;
+  readonly descHi: number;
+  readonly driverLo: number;
+  readonly driverHi: number;
+  readonly deviceLo: number;
+  readonly deviceHi: number;
+  /** The ring's own state while enabled (`DeviceQueue.saveState()`), else null. */
+  readonly ring: QueueState | null;
+}
+
+/**
+ * A plain, JSON-serialisable snapshot of a {@link DeviceCore} (features as hex strings). Versioned
+ * so that old snapshots still load; restored as untrusted input (H16).
+ */
+export interface DeviceCoreState {
+  readonly version: 1;
+  readonly status: number;
+  /** The driver's feature set, hex. */
+  readonly driverFeatures: string;
+  readonly configGeneration: number;
+  /** Whether the device had been activated (DRIVER_OK reached it). */
+  readonly activated: boolean;
+  readonly queues: readonly QueueConfigState[];
+  /** `device.saveState()` when the device has that capability. */
+  readonly device?: unknown;
 }
 
 /** Options of {@link DeviceCore}. */
@@ -369,6 +400,122 @@ export class DeviceCore {
     }
   }
 
+  // --- snapshot --------------------------------------------------------------------------------
+
+  /** A snapshot of status, features, queues (with their ring state) and the device's own state. */
+  saveState(): DeviceCoreState {
+    return {
+      version: 1,
+      status: this.statusMachine.status,
+      driverFeatures: this.statusMachine.driverFeatures.toString(16),
+      configGeneration: this.generation,
+      activated: this.activated,
+      queues: this.queues.map((q) => ({
+        size: q.size,
+        enabled: q.enabled,
+        descLo: q.descLo,
+        descHi: q.descHi,
+        driverLo: q.driverLo,
+        driverHi: q.driverHi,
+        deviceLo: q.deviceLo,
+        deviceHi: q.deviceHi,
+        ring: q.enabled && q.queue !== null ? q.queue.saveState() : null,
+      })),
+      device: this.device.saveState?.(),
+    };
+  }
+
+  /**
+   * Restores a {@link saveState} snapshot, all or nothing: everything is validated (status
+   * reachable, features acceptable, queue sizes and areas valid in this guest memory, ring state
+   * consistent with the queue registers and the negotiated features), the device restores its own
+   * state, and an activated device is activated again with the restored queues. Throws
+   * INVALID_STATE (the core is then reset) — a VMM error, not a guest one.
+   */
+  restoreState(state: unknown): void {
+    this.reset();
+    try {
+      this.restoreUnchecked(state);
+    } catch (error) {
+      this.reset();
+      if (DeviceError.isInstance(error) && error.code === 'INVALID_STATE') throw error;
+      throw new DeviceError('INVALID_STATE', 'the saved state cannot be restored', { deviceType: this.device.deviceType }, { cause: error });
+    }
+  }
+
+  private restoreUnchecked(state: unknown): void {
+    const invalid = (message: string, queue?: number): never => {
+      throw new DeviceError('INVALID_STATE', message, { deviceType: this.device.deviceType, queue });
+    };
+    if (typeof state !== 'object' || state === null) return invalid('state must be an object');
+    const s = state as Record<string, unknown>;
+    if (s.version !== 1) invalid(`unsupported state version ${String(s.version)}`);
+    if (typeof s.status !== 'number') invalid('status must be a number');
+    if (typeof s.driverFeatures !== 'string' || !/^[0-9a-f]{1,16}$/.test(s.driverFeatures)) invalid('driverFeatures must be hex of at most 64 bits');
+    if (typeof s.configGeneration !== 'number' || !Number.isInteger(s.configGeneration) || s.configGeneration < 0 || s.configGeneration > 0xff) {
+      invalid('configGeneration must be a byte');
+    }
+    if (typeof s.activated !== 'boolean') invalid('activated must be a boolean');
+    if (!Array.isArray(s.queues) || s.queues.length !== this.numQueues) invalid(`queues must list all ${this.numQueues} queues`);
+    const problem = this.statusMachine.restore(s.status as number, BigInt(`0x${s.driverFeatures as string}`));
+    if (problem !== undefined) invalid(problem);
+    const activated = s.activated as boolean;
+    if (activated && (this.statusMachine.status & VIRTIO_CONFIG_S_DRIVER_OK) === 0) invalid('activated without DRIVER_OK');
+    const negotiated = this.statusMachine.negotiatedFeatures;
+    const layout = queueLayoutOf(negotiated);
+    const features = queueFeaturesOf(negotiated);
+    const u32 = (value: unknown, name: string, queue: number): number => {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0xffff_ffff) invalid(`${name} must be a u32`, queue);
+      return value as number;
+    };
+    for (const [index, raw] of (s.queues as unknown[]).entries()) {
+      if (typeof raw !== 'object' || raw === null) invalid('queue state must be an object', index);
+      const qs = raw as Record<string, unknown>;
+      const q = this.queues[index] as QueueConfig;
+      const size = u32(qs.size, 'size', index);
+      const sizeProblem = queueSizeProblem(this.statusMachine.featuresOk ? layout : 'packed', size, q.maxSize);
+      if (sizeProblem !== undefined) invalid(sizeProblem, index);
+      q.size = size;
+      q.descLo = u32(qs.descLo, 'descLo', index);
+      q.descHi = u32(qs.descHi, 'descHi', index);
+      q.driverLo = u32(qs.driverLo, 'driverLo', index);
+      q.driverHi = u32(qs.driverHi, 'driverHi', index);
+      q.deviceLo = u32(qs.deviceLo, 'deviceLo', index);
+      q.deviceHi = u32(qs.deviceHi, 'deviceHi', index);
+      if (typeof qs.enabled !== 'boolean') invalid('enabled must be a boolean', index);
+      if (qs.enabled !== true) continue;
+      if (!this.statusMachine.featuresOk) invalid('a queue enabled before FEATURES_OK', index);
+      const ring = qs.ring as Record<string, unknown> | null;
+      if (typeof ring !== 'object' || ring === null) invalid('an enabled queue needs its ring state', index);
+      const restore = this.queueFactory.restoreDeviceQueue;
+      if (restore === undefined) invalid('the queue factory cannot restore queues', index);
+      const queue = restore!.call(this.queueFactory, ring as unknown as QueueState, { memory: this.memory, features, index });
+      // The ring state must describe the very ring the registers point at, with the negotiated features.
+      const saved = queue.saveState();
+      const expected = [address(q.descLo, q.descHi), address(q.driverLo, q.driverHi), address(q.deviceLo, q.deviceHi)];
+      const actual = saved.layout === 'split' ? [saved.ring.descTable, saved.ring.availRing, saved.ring.usedRing] : [saved.ring.descRing, saved.ring.driverEvent, saved.ring.deviceEvent];
+      if (saved.layout !== layout || saved.ring.size !== size || actual.some((a, i) => a !== expected[i])) invalid('ring state does not match the queue registers', index);
+      if (saved.features.eventIdx !== features.eventIdx || saved.features.indirect !== features.indirect || saved.features.inOrder !== features.inOrder) {
+        invalid('ring features do not match the negotiated features', index);
+      }
+      q.queue = queue;
+      q.enabled = true;
+    }
+    if (s.device !== undefined) {
+      if (this.device.restoreState === undefined) invalid('the device cannot restore its state');
+      this.device.restoreState!(s.device);
+    }
+    this.generation = s.configGeneration as number;
+    this.seenDeviceGeneration = this.device.configGeneration;
+    if (activated && (this.statusMachine.status & VIRTIO_CONFIG_S_NEEDS_RESET) === 0) {
+      // Activation of a restored device must not be turned into NEEDS_RESET silently: let it throw.
+      this.activated = true;
+      this.device.activate(this.activationContext());
+    } else if (activated) {
+      this.activated = true;
+    }
+  }
+
   // --- internals -----------------------------------------------------------------------------
 
   private activate(): void {
@@ -376,6 +523,12 @@ export class DeviceCore {
       this.report(new DeviceError('DEVICE_FAILURE', 'DRIVER_OK on a device that needs a reset: not activated'));
       return;
     }
+    const context = this.activationContext();
+    this.activated = true;
+    this.guard(() => this.device.activate(context));
+  }
+
+  private activationContext(): ActivationContext {
     const epoch = this.epoch;
     const live = (): boolean => epoch === this.epoch && this.activated;
     const transport = this.transportInterrupt;
@@ -387,7 +540,7 @@ export class DeviceCore {
         if (live()) transport.signalConfig();
       },
     };
-    const context: ActivationContext = {
+    return {
       memory: this.memory,
       features: this.statusMachine.negotiatedFeatures,
       queues: this.queues.map((q) => (q.enabled ? q.queue : null)),
@@ -396,8 +549,6 @@ export class DeviceCore {
         if (epoch === this.epoch) this.markNeedsReset(reason ?? 'the device reported a fatal error');
       },
     };
-    this.activated = true;
-    this.guard(() => this.device.activate(context));
   }
 
   private checkNotify(index: number): boolean {

@@ -40,7 +40,9 @@ export type DeviceErrorCode =
   /** A caller bug: bad arguments, or a call in the wrong state. */
   | 'INVALID_ARGUMENT'
   /** The device never finished resetting / presented an inconsistent configuration (driver side). */
-  | 'DEVICE_UNRESPONSIVE';
+  | 'DEVICE_UNRESPONSIVE'
+  /** A saved state that cannot be restored (thrown to the VMM; the state is untrusted input, H16). */
+  | 'INVALID_STATE';
 
 export interface DeviceErrorContext {
   readonly deviceType?: number;

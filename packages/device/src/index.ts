@@ -17,4 +17,4 @@ export { queueAreaProblem, queueAreas, queueAreaSizes, queueSizeProblem, type Qu
 export { GuestMemoryAllocator, type GuestAllocator } from './guest-allocator.js';
 export { negotiateFeatures, setDriverOk } from './driver-init.js';
 export { DeviceStatusMachine, type FeaturePolicy, type StatusWriteResult } from './status-machine.js';
-export { DeviceCore, MAX_QUEUES, type DeviceCoreOptions, type QueueConfig } from './device-core.js';
+export { DeviceCore, MAX_QUEUES, type DeviceCoreOptions, type DeviceCoreState, type QueueConfig, type QueueConfigState } from './device-core.js';

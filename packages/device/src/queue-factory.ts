@@ -1,5 +1,5 @@
 import { PackedDeviceQueue, PackedDriverQueue, SplitDeviceQueue, SplitDriverQueue } from '@virtio-ts/ring';
-import type { DeviceQueue, DriverQueue, PackedQueueLayout, QueueOptions, SplitQueueLayout } from '@virtio-ts/ring';
+import type { DeviceQueue, DriverQueue, PackedQueueLayout, QueueOptions, QueueState, SplitQueueLayout } from '@virtio-ts/ring';
 
 /** The guest-physical placement of one virtqueue, split (§2.7) or packed (§2.8). */
 export type QueueRing =
@@ -21,6 +21,8 @@ export interface DriverQueueOptions extends QueueOptions {
 export interface QueueFactory {
   createDeviceQueue(ring: QueueRing, options: QueueOptions): DeviceQueue;
   createDriverQueue<T>(ring: QueueRing, options: DriverQueueOptions): DriverQueue<T>;
+  /** Optional: rebuilds a device queue from `DeviceQueue.saveState()` (validating it). Needed by `DeviceCore.restoreState`. */
+  restoreDeviceQueue?(state: QueueState, options: QueueOptions): DeviceQueue;
 }
 
 /**
@@ -35,5 +37,8 @@ export const defaultQueueFactory: QueueFactory = Object.freeze({
     return queueRing.layout === 'split'
       ? new SplitDriverQueue<T>(queueRing.ring, options)
       : new PackedDriverQueue<T>(queueRing.ring, options);
+  },
+  restoreDeviceQueue(state: QueueState, options: QueueOptions): DeviceQueue {
+    return state.layout === 'split' ? SplitDeviceQueue.restore(state, options) : PackedDeviceQueue.restore(state, options);
   },
 });

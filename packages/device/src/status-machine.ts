@@ -154,6 +154,28 @@ export class DeviceStatusMachine {
     return true;
   }
 
+  /**
+   * Restores a saved status and feature set (a snapshot, untrusted). Returns why it cannot be
+   * restored — a status this machine could not have reached, or FEATURES_OK with features it
+   * would have refused — or undefined after restoring.
+   */
+  restore(status: number, driverFeatures: Features): string | undefined {
+    if (!Number.isInteger(status) || status < 0 || status > 0xff) return 'status must be a byte';
+    if ((status & ~(DRIVER_WRITABLE | VIRTIO_CONFIG_S_NEEDS_RESET)) !== 0) return 'status has reserved bits';
+    if (!VALID_PROGRESS.has(status & PROGRESS_MASK)) return 'status bits are not a prefix of §3.1.1';
+    const features = BigInt.asUintN(64, driverFeatures);
+    if (features !== driverFeatures) return 'driver features must be a 64-bit mask';
+    const featuresOk = (status & VIRTIO_CONFIG_S_FEATURES_OK) !== 0;
+    if (featuresOk) {
+      const problem = this.featureProblem(features);
+      if (problem !== undefined) return `FEATURES_OK with features the device refuses: ${problem}`;
+    }
+    this.statusValue = status;
+    this.driverFeaturesValue = features;
+    this.negotiated = featuresOk ? features : 0n;
+    return undefined;
+  }
+
   /** Back to the initial state (§2.4). */
   reset(): void {
     this.statusValue = 0;
