@@ -7,7 +7,8 @@ import { checkClusterSize, inflateCluster } from '../qcow2/compression-deflate.j
 const WINDOW_BITS = 12;
 
 /**
- * qcow2 deflate through node:zlib (the system zlib QEMU also uses): about 3x pako's deflate speed.
+ * qcow2 deflate through node:zlib (native zlib, as QEMU uses): compressing 64 KiB clusters ran at
+ * 40-90 MB/s against pako's 3-5 MB/s on a heavily loaded test machine (inflate: 100-760 vs 30-400).
  *
  * Inflate uses `finishFlush: Z_SYNC_FLUSH` (a stream may stop without its final block once the
  * cluster is full, and padding follows) and `maxOutputLength` = cluster size, so a bomb fails
