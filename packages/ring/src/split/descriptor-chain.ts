@@ -95,7 +95,7 @@ export class DescriptorChainReader {
     if ((flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0) {
       const addressHigh = u32[b + 1]!;
       const length = u32[b + 2]!;
-      const address = addressHigh * TWO_POW_32 + u32[b]!;
+      const address = addressHigh === 0 ? u32[b]! : addressHigh * TWO_POW_32 + u32[b]!;
       const r = this.dataRegion;
       if (addressHigh >= MAX_ADDRESS_HIGH || address < r.start || address + length > r.end) {
         this.head = head;
@@ -161,7 +161,7 @@ export class DescriptorChainReader {
         break;
       }
       if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'buffer address is past 2^53', i);
-      const address = addressHigh * TWO_POW_32 + addressLow;
+      const address = addressHigh === 0 ? addressLow : addressHigh * TWO_POW_32 + addressLow;
       if (address < region.start || address + length > region.end) {
         this.checkMapped(address, length, i);
         region = this.dataRegion;
@@ -202,7 +202,7 @@ export class DescriptorChainReader {
     // §2.7.5.3.1: a chain MUST NOT be longer than the queue size. This bounds the walk too.
     if (entries > this.size) this.fail('CHAIN_TOO_LONG', `indirect table of ${entries} entries exceeds the queue size`, descriptor);
     if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'indirect table address is past 2^53', descriptor);
-    const address = addressHigh * TWO_POW_32 + addressLow;
+    const address = addressHigh === 0 ? addressLow : addressHigh * TWO_POW_32 + addressLow;
     const region = this.memory.findRegion(address);
     // Deviation: an indirect table that spans two adjacent regions is refused (no driver does it).
     if (region === undefined || address + length > region.end) {
@@ -230,7 +230,7 @@ export class DescriptorChainReader {
 
   private addSegment(addressLow: number, addressHigh: number, length: number, writable: boolean, descriptor: number): void {
     if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'buffer address is past 2^53', descriptor);
-    const address = addressHigh * TWO_POW_32 + addressLow;
+    const address = addressHigh === 0 ? addressLow : addressHigh * TWO_POW_32 + addressLow;
     const r = this.dataRegion;
     if (address < r.start || address + length > r.end) this.checkMapped(address, length, descriptor);
     // §2.7.5.3.1 bounds the segments of one chain by the queue size (reachable only through indirect).

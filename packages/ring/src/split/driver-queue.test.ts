@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../constants.js';
 import { RingError } from '../errors.js';
 import { MockSplitQueue, createSplitRing } from '../testing/index.js';
+import { SplitDeviceQueue } from './device-queue.js';
 import { SplitDriverQueue } from './driver-queue.js';
 import { splitQueueLayout } from './layout.js';
 
@@ -208,5 +209,25 @@ describe('SplitDriverQueue (VIRTIO 1.3 §2.7.13)', () => {
     expect(() => new SplitDriverQueue(layout, { memory, features: { indirect: true }, indirectArea: { address: 0x8000, maxDescriptors: 9 } })).toThrow(RingError);
     expect(() => new SplitDriverQueue(layout, { memory, features: { indirect: true }, indirectArea: { address: 0x8008, maxDescriptors: 4 } })).toThrow(RingError);
     expect(() => new SplitDriverQueue(splitQueueLayout(8, 0x20000), { memory })).toThrow(expect.objectContaining({ code: 'INVALID_LAYOUT' }));
+  });
+
+  it('carries addresses above 4 GiB (both le32 halves) through direct and indirect descriptors', () => {
+    const memory = GuestMemory.create([
+      { guestAddress: 0, size: 1 << 20 },
+      { guestAddress: 2 ** 40, size: 1 << 16 },
+      { guestAddress: 2 ** 52, size: 1 << 16 },
+    ]);
+    const layout = splitQueueLayout(8, 0);
+    for (const indirect of [false, true]) {
+      const driver = new SplitDriverQueue<number>(layout, { memory, features: { indirect }, indirectArea: { address: 2 ** 40 + 4096, maxDescriptors: 4 } });
+      const device = new SplitDeviceQueue(layout, { memory, features: { indirect } });
+      const readable = [{ address: 2 ** 40 + 17, length: 3 }];
+      const writable = [{ address: 2 ** 52 + 1, length: 100 }, { address: 0xffff_fff0 - 0xfff0_0000, length: 8 }];
+      driver.add(readable, writable, 1);
+      const chain = device.pop()!;
+      expect(chain.readable).toEqual(readable);
+      expect(chain.writable).toEqual(writable);
+      expect(chain.descriptorCount).toBe(indirect ? 1 : 3);
+    }
   });
 });

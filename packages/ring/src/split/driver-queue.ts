@@ -49,6 +49,11 @@ export function indirectAreaSize(queueSize: number, maxDescriptors: number): num
 
 const TWO_POW_32 = 4294967296;
 
+/** The high 32 bits of a guest address (< 2^53); no division for the common address below 4 GiB. */
+function highWord(address: number): number {
+  return address > 0xffff_ffff ? Math.floor(address / TWO_POW_32) : 0;
+}
+
 /**
  * The driver side of a split virtqueue (VIRTIO 1.3 §2.7.13): a free list of descriptors,
  * indirect tables for long chains, notification decisions with or without EVENT_IDX, and used
@@ -238,7 +243,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       const tableAddress = this.indirectAddress + head * this.indirectMax * DESCRIPTOR_SIZE;
       const b = this.descBase32 + head * 4;
       d[b] = tableAddress >>> 0;
-      d[b + 1] = (tableAddress / TWO_POW_32) >>> 0;
+      d[b + 1] = highWord(tableAddress);
       d[b + 2] = n * DESCRIPTOR_SIZE;
       d[b + 3] = VIRTQ_DESC_F_INDIRECT;
       this.freeHead = this.nextFree[head]!;
@@ -370,7 +375,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       const b = base + i * 4;
       const next = nextFree[i]!;
       d[b] = address >>> 0;
-      d[b + 1] = (address / TWO_POW_32) >>> 0;
+      d[b + 1] = highWord(address);
       d[b + 2] = s.length;
       d[b + 3] = (endsChain && k === count - 1 ? flags : flags | VIRTQ_DESC_F_NEXT) | (next << 16);
       i = next;
@@ -387,7 +392,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       const entry = first + k;
       const b = tableBase + entry * 4;
       t[b] = address >>> 0;
-      t[b + 1] = (address / TWO_POW_32) >>> 0;
+      t[b + 1] = highWord(address);
       t[b + 2] = s.length;
       t[b + 3] = (endsChain && k === count - 1 ? flags : flags | VIRTQ_DESC_F_NEXT) | ((entry + 1) << 16);
     }
@@ -398,7 +403,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const address = s.address;
     const length = s.length;
     // Written out rather than Number.isSafeInteger: this is the hot path.
-    if (!(address >= 0 && address <= Number.MAX_SAFE_INTEGER && Math.floor(address) === address) || length >>> 0 !== length) {
+    // Fast path: an address below 4 GiB is its own uint32.
+    const validAddress = address >>> 0 === address || (address >= 0 && address <= Number.MAX_SAFE_INTEGER && Math.floor(address) === address);
+    if (!validAddress || length >>> 0 !== length) {
       throw new RingError('INVALID_ARGUMENT', 'segment address or length is invalid', { queue: this.queueIndex, address, length });
     }
     return length;
