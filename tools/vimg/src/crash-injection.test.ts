@@ -3,7 +3,8 @@
  * writes and periodic flushes over @virtio-ts/block is killed with SIGKILL at random points.
  * Every image must then pass `qemu-img check` without corruption (leaks are allowed) and hold
  * every write acknowledged before the last completed flush.
- * Runs: 20 by default, VIMG_CRASH_RUNS to change.
+ * Runs: 20 by default, VIMG_CRASH_RUNS to change (VIRTIO_TS_VIMG_CRASH_RUNS through turbo, whose
+ * strict env mode passes only VIRTIO_TS_* variables).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { crashPrng, parseCrashLog, writePattern, type CrashLogEntry } from './te
 import { qemuSkipReason, run, runOk, tempDir, vimgOk } from './testing/interop-support.js';
 
 const skip = qemuSkipReason();
-const RUNS = Number(process.env['VIMG_CRASH_RUNS'] ?? 20);
+const RUNS = Number(process.env['VIMG_CRASH_RUNS'] ?? process.env['VIRTIO_TS_VIMG_CRASH_RUNS'] ?? 20);
 const SIZE = 4 * 1024 * 1024;
 const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
 const WRITER = fileURLToPath(new URL('../dist/testing/crash-writer.js', import.meta.url));
