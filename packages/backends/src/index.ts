@@ -27,3 +27,18 @@ export { CONSOLE_FAULTS, type ConsoleFault } from './console/errors.js';
 export type { ConsoleDeviceState, ConsolePortState } from './console/persist.js';
 export { decodeControlMessage, encodeControlMessage, encodeResize, type ControlMessage } from './console/control-message.js';
 export * from './console/constants.js';
+export { ScsiDevice, type ScsiDeviceOptions, type ScsiLunOptions } from './scsi/scsi-device.js';
+export {
+  ScsiLogicalUnit,
+  type ScsiLogicalUnitOptions,
+  type ScsiCommandResult,
+  type ScsiDataBuffers,
+  type ScsiTargetView,
+} from './scsi/logical-unit.js';
+export { ScsiMetrics } from './scsi/metrics.js';
+export { SCSI_FAULTS, type ScsiFault } from './scsi/errors.js';
+export { decodeScsiConfig, encodeScsiConfig, type ScsiConfig } from './scsi/config.js';
+export { decodeCdb, encodeCdb, cdbLength, type Cdb, type CdbDecodeResult, type CdbProblem } from './scsi/cdb.js';
+export { SENSE, decodeSense, encodeFixedSense, type SenseCode } from './scsi/sense.js';
+export { decodeLunAddress, encodeLunAddress, type LunAddress } from './scsi/lun-address.js';
+export * from './scsi/constants.js';
