@@ -137,6 +137,38 @@ export class CommonConfig {
     this.queueSelect = 0;
   }
 
+  /** Selectors and vector mappings (for a snapshot). */
+  saveState(): { deviceFeatureSelect: number; driverFeatureSelect: number; queueSelect: number; configVector: number; queueVectors: number[] } {
+    return {
+      deviceFeatureSelect: this.deviceFeatureSelect,
+      driverFeatureSelect: this.driverFeatureSelect,
+      queueSelect: this.queueSelect,
+      configVector: this.configVector,
+      queueVectors: [...this.queueVectors],
+    };
+  }
+
+  /** Why saved selectors/vectors cannot be restored, or undefined. */
+  stateProblem(state: unknown): string | undefined {
+    if (typeof state !== 'object' || state === null) return 'common must be an object';
+    const s = state as Record<string, unknown>;
+    const isU = (v: unknown, max: number) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+    const vectorOk = (v: unknown) => isU(v, 0xffff) && (v === VIRTIO_MSI_NO_VECTOR || (v as number) < this.vectorCount);
+    if (!isU(s.deviceFeatureSelect, 0xffff_ffff) || !isU(s.driverFeatureSelect, 0xffff_ffff) || !isU(s.queueSelect, 0xffff)) return 'selectors out of range';
+    if (!vectorOk(s.configVector)) return 'configVector is not a vector of this table';
+    if (!Array.isArray(s.queueVectors) || s.queueVectors.length !== this.queueVectors.length || !s.queueVectors.every(vectorOk)) return 'queueVectors invalid';
+    return undefined;
+  }
+
+  /** Restores a state checked by {@link stateProblem}. */
+  restoreState(state: ReturnType<CommonConfig['saveState']>): void {
+    this.deviceFeatureSelect = state.deviceFeatureSelect;
+    this.driverFeatureSelect = state.driverFeatureSelect;
+    this.queueSelect = state.queueSelect;
+    this.configVector = state.configVector;
+    this.queueVectors.set(state.queueVectors);
+  }
+
   read(offset: number, size: AccessSize): number {
     if (size === 8) {
       if (!this.isHalfOf64(offset)) return this.invalid(offset, size, 'read');

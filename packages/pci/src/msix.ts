@@ -62,6 +62,36 @@ export class MsixTable {
     this.functionMasked = false;
   }
 
+  /** Table and PBA as plain arrays (for a snapshot). */
+  saveState(): { table: number[]; pending: number[] } {
+    return { table: [...this.table], pending: [...this.pending] };
+  }
+
+  /** Why a saved table/PBA cannot be restored into this table, or undefined. */
+  static stateProblem(state: unknown, size: number): string | undefined {
+    if (typeof state !== 'object' || state === null) return 'msix must be an object';
+    const { table, pending } = state as { table?: unknown; pending?: unknown };
+    const u32s = (value: unknown, length: number) =>
+      Array.isArray(value) && value.length === length && value.every((v) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff);
+    if (!u32s(table, size * 4)) return `msix.table must hold ${size * 4} u32 values`;
+    if (!u32s(pending, Math.ceil(size / 64) * 2)) return 'msix.pending has the wrong length';
+    return undefined;
+  }
+
+  /** Restores a state checked by {@link stateProblem} (reserved bits are cleared as on a write). */
+  restoreState(state: { table: number[]; pending: number[] }): void {
+    for (let i = 0; i < this.table.length; i++) {
+      const field = (i & 3) * 4;
+      const v = state.table[i]!;
+      this.table[i] = field === PCI_MSIX_ENTRY_VECTOR_CTRL ? v & PCI_MSIX_ENTRY_CTRL_MASKBIT : field === PCI_MSIX_ENTRY_LOWER_ADDR ? (v & ~3) >>> 0 : v;
+    }
+    for (let i = 0; i < this.pending.length; i++) this.pending[i] = state.pending[i]!;
+    // Bits past the table size are not vectors.
+    const last = this.size % 32;
+    if (last !== 0) this.pending[this.size >>> 5]! &= (1 << last) - 1;
+    for (let w = Math.ceil(this.size / 32); w < this.pending.length; w++) this.pending[w] = 0;
+  }
+
   isMasked(vector: number): boolean {
     return (this.table[vector * 4 + 3]! & PCI_MSIX_ENTRY_CTRL_MASKBIT) !== 0;
   }

@@ -4,6 +4,7 @@ import {
   DeviceError,
   VIRTIO_F_NOTIFICATION_DATA,
   hasFeature,
+  type DeviceCoreState,
   type Interrupt,
   type Notifier,
   type QueueFactory,
@@ -61,6 +62,16 @@ export interface VirtioMmioDeviceOptions {
   readonly onError?: (error: DeviceError) => void;
 }
 
+/** A plain, JSON-serialisable snapshot of a {@link VirtioMmioDevice}. */
+export interface VirtioMmioDeviceState {
+  readonly version: 1;
+  readonly deviceFeatureSelect: number;
+  readonly driverFeatureSelect: number;
+  readonly queueSelect: number;
+  readonly interruptStatus: number;
+  readonly core: DeviceCoreState;
+}
+
 /** Size of the register window a VMM maps per device: registers, then the configuration space. */
 export const VIRTIO_MMIO_WINDOW_SIZE = 0x200;
 
@@ -102,6 +113,37 @@ export class VirtioMmioDevice {
   /** InterruptStatus without side effects. */
   get interruptStatusValue(): number {
     return this.interruptStatus;
+  }
+
+  /** A snapshot of the registers and the device core. */
+  saveState(): VirtioMmioDeviceState {
+    return {
+      version: 1,
+      deviceFeatureSelect: this.deviceFeatureSelect,
+      driverFeatureSelect: this.driverFeatureSelect,
+      queueSelect: this.queueSelect,
+      interruptStatus: this.interruptStatus,
+      core: this.core.saveState(),
+    };
+  }
+
+  /** Restores a {@link saveState} snapshot, all or nothing; throws DeviceError INVALID_STATE. */
+  restoreState(state: unknown): void {
+    const invalid = (message: string): never => {
+      throw new DeviceError('INVALID_STATE', message, { deviceType: this.core.device.deviceType });
+    };
+    if (typeof state !== 'object' || state === null) return invalid('state must be an object');
+    const s = state as Record<string, unknown>;
+    const u32 = (v: unknown) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
+    if (s.version !== 1) invalid(`unsupported state version ${String(s.version)}`);
+    if (!u32(s.deviceFeatureSelect) || !u32(s.driverFeatureSelect) || !u32(s.queueSelect)) invalid('selectors must be u32');
+    if (!u32(s.interruptStatus) || (s.interruptStatus as number) > 3) invalid('interruptStatus must be 0..3');
+    this.core.restoreState(s.core);
+    this.deviceFeatureSelect = s.deviceFeatureSelect as number;
+    this.driverFeatureSelect = s.driverFeatureSelect as number;
+    this.queueSelect = s.queueSelect as number;
+    this.interruptStatus = s.interruptStatus as number;
+    this.updateLine();
   }
 
   mmioRead(offset: number, size: number): number {

@@ -11,6 +11,7 @@ import {
   VIRTIO_ID_NET,
   VIRTIO_ID_SCSI,
   hasFeature,
+  type DeviceCoreState,
   type Interrupt,
   type Notifier,
   type QueueFactory,
@@ -108,6 +109,23 @@ export function defaultClassCode(deviceType: number): number {
     default:
       return 0xff0000; // unassigned class
   }
+}
+
+/** A plain, JSON-serialisable snapshot of a {@link VirtioPciDevice} (restored as untrusted input, H16). */
+export interface VirtioPciDeviceState {
+  readonly version: 1;
+  /** The 64 configuration dwords; only the bits the driver can write are restored. */
+  readonly config: readonly number[];
+  readonly msix: { readonly table: readonly number[]; readonly pending: readonly number[] };
+  readonly common: {
+    readonly deviceFeatureSelect: number;
+    readonly driverFeatureSelect: number;
+    readonly queueSelect: number;
+    readonly configVector: number;
+    readonly queueVectors: readonly number[];
+  };
+  readonly isr: number;
+  readonly core: DeviceCoreState;
 }
 
 /** Options of {@link VirtioPciDevice}. */
@@ -286,6 +304,55 @@ export class VirtioPciDevice {
     this.regs[msixControl] = (this.regs[msixControl]! & 0x3fff_ffff) >>> 0;
     this.regs[(CAP_PCI_CFG + 4) >>> 2] = (this.regs[(CAP_PCI_CFG + 4) >>> 2]! & ~0xff) >>> 0;
     this.isr = 0;
+    this.updateIntx();
+  }
+
+  /** A snapshot of configuration space, MSI-X, transport registers and the device core. */
+  saveState(): VirtioPciDeviceState {
+    return {
+      version: 1,
+      config: [...this.regs],
+      msix: this.msix.saveState(),
+      common: this.common.saveState(),
+      isr: this.isr,
+      core: this.core.saveState(),
+    };
+  }
+
+  /**
+   * Restores a {@link saveState} snapshot, all or nothing. Read-only configuration bits (ids, class,
+   * capability structure) keep this device's values whatever the snapshot says. Throws a
+   * DeviceError INVALID_STATE (a VMM error).
+   */
+  restoreState(state: unknown): void {
+    const invalid = (message: string): never => {
+      throw new DeviceError('INVALID_STATE', message, { deviceType: this.deviceType });
+    };
+    if (typeof state !== 'object' || state === null) return invalid('state must be an object');
+    const s = state as Record<string, unknown>;
+    if (s.version !== 1) invalid(`unsupported state version ${String(s.version)}`);
+    const config = s.config;
+    if (!Array.isArray(config) || config.length !== this.regs.length || !config.every((v) => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff)) {
+      invalid('config must hold 64 u32 values');
+    }
+    const msixProblem = MsixTable.stateProblem(s.msix, this.msix.size);
+    if (msixProblem !== undefined) invalid(msixProblem);
+    const commonProblem = this.common.stateProblem(s.common);
+    if (commonProblem !== undefined) invalid(commonProblem);
+    if (typeof s.isr !== 'number' || !Number.isInteger(s.isr) || s.isr < 0 || s.isr > 3) invalid('isr must be 0..3');
+    // The core validates (and on failure resets) itself; nothing of the transport has changed yet.
+    this.core.restoreState(s.core);
+    for (let i = 0; i < this.regs.length; i++) {
+      const mask = this.writeMask[i]!;
+      this.regs[i] = ((this.regs[i]! & ~mask) | ((config as number[])[i]! & mask)) >>> 0;
+    }
+    this.msix.restoreState(s.msix as { table: number[]; pending: number[] });
+    const control = this.regs[CAP_MSIX >>> 2]! >>> 16;
+    this.msix.enabled = (control & PCI_MSIX_FLAGS_ENABLE) !== 0;
+    this.msix.functionMasked = (control & PCI_MSIX_FLAGS_MASKALL) !== 0;
+    this.msix.busMaster = this.busMasterEnabled;
+    this.common.restoreState(s.common as ReturnType<CommonConfig['saveState']>);
+    this.isr = s.isr as number;
     this.updateIntx();
   }
 
