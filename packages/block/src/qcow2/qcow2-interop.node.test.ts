@@ -85,6 +85,35 @@ describe.skipIf(skip !== undefined)('interop: images written by qemu-io read equ
     });
   }
 
+  it('blockStatus agrees with qemu-img map --output=json (data/zero per byte range, through the chain)', async () => {
+    const base = tmp.path('map-base.qcow2');
+    qemuImgOk(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', base, '2M']);
+    qemuIo(base, ['write -P 1 0 64k', 'write -P 2 1M 8k']);
+    const top = tmp.path('map-top.qcow2');
+    qemuImgOk(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', '-b', 'map-base.qcow2', '-F', 'qcow2', top, '3M']);
+    qemuIo(top, ['write -P 3 32k 16k', 'write -z 40k 4k', 'write -z 512k 64k', 'discard 1M 4k', 'write -P 4 2M 4k']);
+    const map = JSON.parse(qemuImgOk(['map', '--output=json', top])) as { start: number; length: number; data: boolean; zero: boolean; depth: number }[];
+    const segments = (list: { start: number; length: number; data: boolean; zero: boolean; depth: number }[]): string[] => {
+      const merged: { start: number; length: number; key: string }[] = [];
+      for (const m of list) {
+        const key = `${m.data}/${m.zero}/${m.depth}`;
+        const last = merged.at(-1);
+        if (last !== undefined && last.key === key && last.start + last.length === m.start) last.length += m.length;
+        else merged.push({ start: m.start, length: m.length, key });
+      }
+      return merged.map((m) => `${m.start}+${m.length}:${m.key}`);
+    };
+    const disk = await openImage(top, { readOnly: true, allowBacking: true });
+    const ours: { start: number; length: number; data: boolean; zero: boolean; depth: number }[] = [];
+    for (let at = 0; at < disk.length; ) {
+      const status = await disk.blockStatus!(at, disk.length - at);
+      ours.push({ start: at, length: status.length, data: status.data, zero: status.zero, depth: status.depth });
+      at += status.length;
+    }
+    await disk.close();
+    expect(segments(ours)).toEqual(segments(map));
+  });
+
   it('a backing chain (qcow2 over qcow2 over raw, relative names) reads equal', async () => {
     const base = tmp.path('chain-base.raw');
     writeFileSync(base, pattern(4 << 20, 1));
