@@ -20,6 +20,12 @@ export type VmmErrorCode =
   | 'VCPU_FAILED'
   /** The run did not finish in its time limit. */
   | 'TIMEOUT'
+  /** `--engine qemu`: qemu-system-x86_64 is not installed or could not be started. */
+  | 'QEMU_MISSING'
+  /** `--engine qemu`: the Linux guest ended without printing its `VT-EXIT=<status>` line. */
+  | 'NO_GUEST_STATUS'
+  /** The run was stopped by SIGINT or SIGTERM (devices were shut down and images flushed). */
+  | 'INTERRUPTED'
   /** Every other failure of the VMM itself. */
   | 'INTERNAL';
 

@@ -4,6 +4,10 @@ import { Command, CommanderError } from 'commander';
 import { describeError, VmmError } from './errors.js';
 import { runCommand, type RunCommandOptions } from './cli/run-command.js';
 import { serveCommand, type ServeCommandOptions } from './serve/serve-command.js';
+import { qemuRunCommand, type QemuFlags } from './qemu/qemu-command.js';
+
+/** The exit status of a run that has one of its own (the Linux guest's script under `--engine qemu`). */
+let runStatus = 0;
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 const count = (_: unknown, previous = 0): number => previous + 1;
@@ -14,6 +18,11 @@ function program(): Command {
     .command('run', { isDefault: true })
     .description('Boot the model guest (vCPU worker threads driving our devices over virtio) and run workloads')
     .option('--config <file>', 'VM config as JSON (flags given too override its fields)')
+    .option('--engine <model|qemu>', 'model: the model guest; qemu: a real Linux guest under QEMU (TCG), devices over vhost-user from an embedded `vmm serve`')
+    .option('--kernel <file>', 'qemu engine: kernel image (default: the guest tools/guest builds)')
+    .option('--initrd <file>', 'qemu engine: initramfs (its /init must run fw_cfg opt/virtio-ts/script and print VT-EXIT=<status>)')
+    .option('--append <cmdline>', 'qemu engine: extra kernel command line')
+    .option('--script <file>', 'qemu engine: shell script the guest runs; its exit status is vmm\'s (default: list the virtio devices)')
     .option('--memory <size>', 'guest RAM, e.g. 256M')
     .option('--vcpus <n>', 'vCPU worker threads')
     // Values are checked by the config schema (not commander's `choices`), so a bad flag and a bad
@@ -31,7 +40,12 @@ function program(): Command {
     .option('--workload <options>', 'verify|bench|console|rng with key=value options, e.g. bench,rw=randread,bs=4k,iodepth=32,numjobs=1,runtime=5 (repeatable)', collect)
     .option('--json', 'print the report as JSON')
     .option('--no-progress', 'no progress bar')
-    .action(async (options: RunCommandOptions) => {
+    .action(async (options: RunCommandOptions & QemuFlags) => {
+      const status = await qemuRunCommand(options, (chunk) => void process.stdout.write(chunk), (line) => void process.stderr.write(`${line}\n`));
+      if (status !== undefined) {
+        runStatus = status;
+        return;
+      }
       await runCommand(options, (text) => process.stdout.write(`${text}\n`));
     });
   cli
@@ -49,10 +63,11 @@ function program(): Command {
 async function main(argv: readonly string[]): Promise<number> {
   try {
     await program().parseAsync([...argv], { from: 'user' });
-    return 0;
+    return runStatus;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
     process.stderr.write(`vmm: ${describeError(error)}\n`);
+    if (VmmError.isInstance(error) && error.code === 'INTERRUPTED') return 130;
     return VmmError.isInstance(error) && (error.code === 'INVALID_CONFIG' || error.code === 'INVALID_OPTION') ? 2 : 1;
   }
 }

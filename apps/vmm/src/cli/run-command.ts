@@ -18,7 +18,7 @@ export interface RunCommandOptions extends ConfigFlags {
 }
 
 /** Reads and parses `--config FILE` (untrusted: any JSON error is INVALID_CONFIG, not a crash). */
-async function readConfigFile(path: string): Promise<unknown> {
+export async function readConfigFile(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');

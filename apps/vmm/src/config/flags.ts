@@ -3,6 +3,7 @@ import { parseOptionList, type OptionList } from './option-list.js';
 
 /** The `vmm run` flags that describe a VM, as commander hands them over (strings, repeatables as arrays). */
 export interface ConfigFlags {
+  readonly engine?: string;
   readonly memory?: string;
   readonly vcpus?: string;
   readonly transport?: string;
@@ -84,6 +85,7 @@ export function configFromFlags(flags: ConfigFlags, base: unknown = {}): Record<
   }
   const config: Record<string, unknown> = { ...(base as Record<string, unknown>) };
   const scalars: [keyof ConfigFlags, string][] = [
+    ['engine', 'engine'],
     ['memory', 'memory'],
     ['vcpus', 'vcpus'],
     ['transport', 'transport'],

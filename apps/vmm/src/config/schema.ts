@@ -122,6 +122,8 @@ const WorkloadSchema = v.variant('type', [
 
 /** The VM config schema: the JSON file and the command line both validate against it. */
 export const VmConfigSchema = v.strictObject({
+  /** model: the model guest (vCPU worker threads driving our devices); qemu: a real Linux guest under QEMU with the devices over vhost-user. */
+  engine: v.optional(v.picklist(['model', 'qemu']), 'model'),
   memory: v.optional(size(MIN_MEMORY, MAX_MEMORY), 256 * 2 ** 20),
   vcpus: v.optional(int(1, MAX_VCPUS), 1),
   transport: v.optional(v.picklist(['pci', 'mmio']), 'pci'),
