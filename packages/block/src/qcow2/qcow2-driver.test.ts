@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BlockError } from '../errors.js';
 import { MemoryFile } from '../memory-file.js';
+import { RawDriver } from '../raw/raw-driver.js';
 import { createQcow2, type Qcow2CreateOptions } from './create.js';
 import { Qcow2Driver } from './qcow2-driver.js';
 import { testCodec } from './test-codec.js';
@@ -66,7 +67,10 @@ type Op =
   | { kind: 'compressed'; cluster: number; seed: number }
   | { kind: 'flushReopen' };
 
-const configs: (Partial<Qcow2CreateOptions> & { name: string })[] = [
+const configs: (Partial<Qcow2CreateOptions> & { name: string; backing?: boolean })[] = [
+  { name: 'v3 4k over a raw backing file', clusterSize: 4096, backing: true },
+  { name: 'v2 1k over a raw backing file', clusterSize: 1024, compat: '0.10', backing: true },
+  { name: 'v3 16k extl2 over a raw backing file', clusterSize: 16384, extendedL2: true, backing: true },
   { name: 'v3 4k r16', clusterSize: 4096 },
   { name: 'v3 512 r1', clusterSize: 512, refcountBits: 1 },
   { name: 'v2 1k', clusterSize: 1024, compat: '0.10' },
@@ -89,10 +93,21 @@ describe('qcow2 model test: random writes, zeroes, discards and reads equal a pl
       await fc.assert(
         fc.asyncProperty(fc.array(fc.array(opArb, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 8 }), async (batches) => {
           let file = new MemoryFile();
-          await createQcow2(file, { ...config, size });
+          // The backing file is shorter than the disk: its tail reads as zeroes.
+          const backingBytes = config.backing === true ? pattern(size - 5 * 1024, 77) : undefined;
+          await createQcow2(file, { ...config, size, ...(backingBytes === undefined ? {} : { backingFile: 'base', backingFormat: 'raw' }) });
           const codecs = { deflate: testCodec('deflate') };
-          let disk = await Qcow2Driver.open(file, { codecs, l2CacheBytes: 0, refcountCacheBytes: 0 });
+          const options = {
+            codecs,
+            l2CacheBytes: 0,
+            refcountCacheBytes: 0,
+            ...(backingBytes === undefined
+              ? {}
+              : { openBacking: () => Promise.resolve(RawDriver.open(new MemoryFile({ data: backingBytes, readOnly: true }))) }),
+          };
+          let disk = await Qcow2Driver.open(file, options);
           const model = new Uint8Array(size);
+          if (backingBytes !== undefined) model.set(backingBytes);
           for (const batch of batches) {
             // Each batch runs concurrently; overlapping operations are applied to the model in
             // issue order only when they do not overlap, so drop the later overlapping ones.
@@ -127,11 +142,18 @@ describe('qcow2 model test: random writes, zeroes, discards and reads equal a pl
                     return;
                   }
                   case 'discard': {
-                    // Without a backing file, discarded whole clusters read as zero; partial ones are kept.
+                    // Discarded whole clusters read as zero (v2 with a backing file: as the
+                    // backing file, having no zero flag); partial ones are kept.
                     const length = Math.min(op.length, size - op.offset);
                     const first = Math.ceil(op.offset / cs) * cs;
-                    const end = Math.floor((op.offset + length) / cs) * cs;
-                    if (end > first) model.fill(0, first, end);
+                    let end = Math.floor((op.offset + length) / cs) * cs;
+                    if (op.offset + length === size) end = size;
+                    if (end > first) {
+                      model.fill(0, first, end);
+                      if (backingBytes !== undefined && config.compat === '0.10') {
+                        model.set(backingBytes.subarray(first, Math.min(end, backingBytes.length)), first);
+                      }
+                    }
                     await disk.discard(op.offset, length);
                     return;
                   }
@@ -149,14 +171,14 @@ describe('qcow2 model test: random writes, zeroes, discards and reads equal a pl
             if (reopen) {
               await disk.close();
               file = new MemoryFile({ data: file.snapshot() });
-              disk = await Qcow2Driver.open(file, { codecs, l2CacheBytes: 0, refcountCacheBytes: 0 });
+              disk = await Qcow2Driver.open(file, options);
             }
             const out = new Uint8Array(size);
             await disk.read(0, out);
             expectSameBytes(out, model);
           }
           await disk.close();
-          const check = await Qcow2Driver.open(new MemoryFile({ data: file.snapshot() }), { codecs, readOnly: true });
+          const check = await Qcow2Driver.open(new MemoryFile({ data: file.snapshot() }), { ...options, readOnly: true });
           const out = new Uint8Array(size);
           await check.read(0, out);
           expectSameBytes(out, model);

@@ -557,7 +557,9 @@ export class Qcow2Driver implements BlockDriver {
     const image = this.image;
     const hasBacking = image.backing !== undefined;
     const l1Index = Math.floor(clusterIndex / image.l2Entries);
-    if (image.l1Entry(l1Index).offset === 0 && (discard || !hasBacking)) return; // already unallocated
+    // Without a backing file an unallocated L2 table already reads as zeroes. With one, discard
+    // too makes the range read as zeroes (v3), as QEMU does.
+    if (image.l1Entry(l1Index).offset === 0 && !hasBacking) return;
     if (!image.l2Format.zeroFlag && !image.extendedL2 && hasBacking && !discard) {
       // v2 has no zero flag: with a backing file the zeroes must be written.
       await this.#writeCluster(clusterIndex, 0, this.#zeroes);
