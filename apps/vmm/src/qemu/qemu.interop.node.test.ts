@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 function have(command: string): boolean {
@@ -50,7 +51,7 @@ describe.skipIf(missing.length > 0)(`vmm run --engine qemu: a real Linux guest o
   beforeAll(async () => {
     if (!existsSync(main)) execFileSync('pnpm', ['--filter', '@virtio-ts/vmm...', 'build'], { stdio: 'ignore' });
     // The default guest (built once, then cached under .cache/guest).
-    await new Promise((resolve, reject) => execFile('pnpm', ['--filter', '@virtio-ts/guest', 'build'], (e) => (e ? reject(e) : resolve(undefined))));
+    await promisify(execFile)('pnpm', ['--filter', '@virtio-ts/guest', 'build']);
     dir = await mkdtemp(path.join(tmpdir(), 'vt-vmm-qemu-'));
     image = path.join(dir, 'disk.qcow2');
     execFileSync('qemu-img', ['create', '-f', 'qcow2', image, '64M'], { stdio: 'ignore' });
