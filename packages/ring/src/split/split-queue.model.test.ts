@@ -265,7 +265,7 @@ describe('split ring: model-based (driver and device against a model)', () => {
           fc.modelRun(setup(log2Size, features), cmds);
         },
       ),
-      { numRuns: Number(process.env.VIRTIO_TS_MODEL_RUNS ?? 60) },
+      { numRuns: Number((globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.VIRTIO_TS_MODEL_RUNS ?? 60) },
     );
   });
 
