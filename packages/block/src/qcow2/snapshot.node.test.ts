@@ -36,7 +36,7 @@ function expectCheckClean(path: string): void {
   });
 }
 
-function qemuSnapshots(path: string): { id: string; name: string; 'vm-state-size': number; 'date-sec': number; 'date-nsec': number; icount?: number }[] {
+function qemuSnapshots(path: string): { id: string; name: string; 'vm-state-size': number; 'date-sec': number; 'date-nsec': number; 'vm-clock-nsec': number; icount?: number }[] {
   const info = JSON.parse(qemuImgOk(['info', '--output=json', path])) as { snapshots?: [] };
   return info.snapshots ?? [];
 }
@@ -66,7 +66,7 @@ describe.skipIf(skip !== undefined)('qcow2 internal snapshots vs qemu-img', () =
     await withImage(path, (d) => createSnapshot(d, { name: 'first' }));
     expectCheckClean(path);
     const listed = qemuSnapshots(path);
-    expect(listed.map((s) => [s.id, s.name, s['vm-state-size']])).toEqual([['1', 'first', 0]]);
+    expect(listed.map((s) => [s.id, s.name, s['vm-state-size'], s['vm-clock-nsec'], s.icount])).toEqual([['1', 'first', 0, 0, 0]]);
 
     // QEMU writes over our snapshot: its copy-on-write must find our refcounts right.
     qemuIo(path, 'write -P 0xbb 512k 1M');
@@ -136,8 +136,28 @@ describe.skipIf(skip !== undefined)('qcow2 internal snapshots vs qemu-img', () =
     const theirs = qemuSnapshots(path);
     await withImage(path, async (d) => {
       const ours = await listSnapshots(d);
-      expect(ours.map((s) => ({ id: s.id, name: s.name, 'vm-state-size': s.vmStateSize, 'date-sec': s.dateSec, 'date-nsec': s.dateNsec, diskSize: s.diskSize }))).toEqual(
-        theirs.map((s) => ({ id: s.id, name: s.name, 'vm-state-size': s['vm-state-size'], 'date-sec': s['date-sec'], 'date-nsec': s['date-nsec'], diskSize: 4 * MiB })),
+      expect(
+        ours.map((s) => ({
+          id: s.id,
+          name: s.name,
+          'vm-state-size': s.vmStateSize,
+          'date-sec': s.dateSec,
+          'date-nsec': s.dateNsec,
+          'vm-clock-nsec': Number(s.vmClockNsec),
+          icount: s.icount === -1n ? undefined : Number(s.icount),
+          diskSize: s.diskSize,
+        })),
+      ).toEqual(
+        theirs.map((s) => ({
+          id: s.id,
+          name: s.name,
+          'vm-state-size': s['vm-state-size'],
+          'date-sec': s['date-sec'],
+          'date-nsec': s['date-nsec'],
+          'vm-clock-nsec': s['vm-clock-nsec'],
+          icount: s.icount,
+          diskSize: 4 * MiB,
+        })),
       );
       await applySnapshot(d, 'one');
       const buffer = new Uint8Array(1024 * 1024);

@@ -41,6 +41,8 @@ export interface CreateSnapshotOptions {
   readonly date?: Date;
   /** Guest clock in nanoseconds (default 0: a disk-only snapshot taken offline). */
   readonly vmClockNsec?: bigint;
+  /** Instruction count (default 0, as `qemu-img snapshot -c` writes; -1n: not recorded). */
+  readonly icount?: bigint;
 }
 
 /** Reads the snapshot table of `image` (shared lock not taken: callers hold a lock). */
@@ -221,7 +223,9 @@ export async function createSnapshot(holder: Qcow2ImageHolder, options: CreateSn
       vmClockNsec: options.vmClockNsec ?? 0n,
       vmStateSize: 0,
       diskSize: image.size,
-      icount: -1n,
+      // qemu-img snapshot -c records 0 (its SnapshotInfo is zero-filled); a running VM without
+      // record/replay records -1.
+      icount: options.icount ?? 0n,
       extraDataSize: 0,
       unknownExtraData: new Uint8Array(0),
     };
