@@ -31,6 +31,10 @@ export interface MachineStats {
   readonly interrupts: number;
   /** Accesses to an address no device claims. */
   readonly unclaimedAccesses: number;
+  /** Register accesses whose device handler threw (answered with all ones, the VMM kept running). */
+  readonly handlerFaults: number;
+  /** MSI writes to an address that is not an interrupt address or names no vCPU. */
+  readonly strayMessages: number;
 }
 
 /** The result of a run: in `vmm run --json` form, and what {@link formatReport} prints. */
@@ -102,7 +106,9 @@ export function formatReport(report: RunReport): string {
   const m = report.machine;
   lines.push(
     `machine  ${number.format(m.exits)} exits, ${number.format(m.doorbells)} doorbells, ${number.format(m.interrupts)} interrupts` +
-      `${m.unclaimedAccesses > 0 ? `, ${number.format(m.unclaimedAccesses)} unclaimed accesses` : ''}; run took ${(report.elapsedMs / 1000).toFixed(2)} s`,
+      `${m.unclaimedAccesses > 0 ? `, ${number.format(m.unclaimedAccesses)} unclaimed accesses` : ''}` +
+      `${m.handlerFaults > 0 ? `, ${number.format(m.handlerFaults)} handler faults` : ''}` +
+      `${m.strayMessages > 0 ? `, ${number.format(m.strayMessages)} stray MSI writes` : ''}; run took ${(report.elapsedMs / 1000).toFixed(2)} s`,
   );
   return lines.join('\n');
 }

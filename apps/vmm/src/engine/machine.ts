@@ -15,6 +15,8 @@ import { mmioSlot } from './transport-slot-mmio.js';
 
 /** Vector of a virtio-mmio device's line interrupt: 32 + device index (below the MSI-X range). */
 export const MMIO_LINE_VECTOR_BASE = 32;
+/** Handler faults kept with their message; later ones are only counted. */
+export const MAX_RECORDED_FAULTS = 100;
 /** Devices one machine holds: the PCI slots of bus 0, and line vectors 32..63 for virtio-mmio. */
 export const MAX_DEVICES = 32;
 
@@ -51,7 +53,9 @@ export class Machine {
   interrupts = 0;
   /** MSI writes to an address that is not an interrupt address, or to a vCPU that does not exist. */
   strayMessages = 0;
-  /** Device handler faults (a register access that threw): the bus answered all ones instead. */
+  /** Device handler faults (a register access or a doorbell delivery that threw); the bus answered all ones. */
+  faultCount = 0;
+  /** The first {@link MAX_RECORDED_FAULTS} of them (a guest can cause any number: the record is bounded). */
   readonly faults: { device: string; message: string }[] = [];
   private readonly doorbellTable: DoorbellTable;
   private readonly doorbellWords: Int32Array;
@@ -74,7 +78,7 @@ export class Machine {
     this.doorbellWords = new Int32Array(this.shared.doorbells);
     this.interruptWords = new Int32Array(this.shared.interrupts);
     this.interruptSink = (vcpu, vector) => raiseInterrupt(this.interruptWords, vcpu, vector);
-    this.bus = new MmioBus((name, error) => this.faults.push({ device: name, message: error instanceof Error ? error.message : String(error) }));
+    this.bus = new MmioBus((name, error) => this.recordFault(name, error));
 
     const pciBus = new PciBus();
     this.bus.map(PCI_MMIO_BASE, PCI_MMIO_SIZE, 'PCI memory window', {
@@ -140,8 +144,13 @@ export class Machine {
     try {
       target.device.slot.notifyQueue(target.queue);
     } catch (error) {
-      this.faults.push({ device: target.device.name, message: error instanceof Error ? error.message : String(error) });
+      this.recordFault(target.device.name, error);
     }
+  }
+
+  private recordFault(device: string, error: unknown): void {
+    this.faultCount++;
+    if (this.faults.length < MAX_RECORDED_FAULTS) this.faults.push({ device, message: error instanceof Error ? error.message : String(error) });
   }
 
   /** Rewrites the ioeventfd table from every transport's current notify addresses. */

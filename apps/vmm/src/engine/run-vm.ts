@@ -64,7 +64,13 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
       config,
       results: results.filter((r): r is WorkloadResult => r !== undefined),
       devices: machine.devices.map((d): DeviceReport => deviceReport(machine!, d, disks.get(d.index))),
-      machine: { ...counters, interrupts: machine.interrupts, unclaimedAccesses: machine.bus.unclaimedAccesses },
+      machine: {
+        ...counters,
+        interrupts: machine.interrupts,
+        unclaimedAccesses: machine.bus.unclaimedAccesses,
+        handlerFaults: machine.faultCount,
+        strayMessages: machine.strayMessages,
+      },
       elapsedMs: performance.now() - started,
     };
   } finally {
