@@ -16,6 +16,8 @@ export interface SuiteOptions {
   readonly clock: 'wall' | 'cpu';
   /** Progress lines go here (stderr), never to stdout. */
   readonly log: (message: string) => void;
+  /** `--runtime`: seconds per timed measurement, for suites that run for a fixed time (linux: each fio job). */
+  readonly runtimeSeconds?: number;
 }
 
 /** A benchmark suite: `pnpm bench <name>`. */
@@ -24,6 +26,8 @@ export interface Suite {
   readonly description: string;
   /** Title of the peer column (e.g. `baseline`, `qemu-img`). */
   readonly peerTitle: string;
+  /** Repeats when `--repeats` is not given (default 7); suites whose measurement takes minutes use fewer. */
+  readonly defaultRepeats?: number;
   run(options: SuiteOptions): Promise<Row[]>;
 }
 
@@ -35,4 +39,5 @@ export const suites: Record<string, () => Promise<{ suite: Suite }>> = {
   ring: () => import('./ring/index.js'),
   block: () => import('./block/index.js'),
   vmm: () => import('./vmm/index.js'),
+  linux: () => import('./linux/index.js'),
 };
