@@ -79,7 +79,11 @@ function describeResult(result: WorkloadResult): string {
         `bench    disk ${result.disk}: ${result.rw} bs=${formatSize(result.bs)} iodepth=${result.iodepth} numjobs=${result.numjobs}, ` +
         `${(result.elapsedNs / 1e9).toFixed(2)} s: ${number.format(iops)} IOPS, ${formatBandwidth(result.bytes, result.elapsedNs)}${mix}\n` +
         `         latency p50 ${formatLatency(h.percentile(50))}, p99 ${formatLatency(h.percentile(99))}, ` +
-        `p99.9 ${formatLatency(h.percentile(99.9))}, max ${formatLatency(h.max)}`
+        `p99.9 ${formatLatency(h.percentile(99.9))}, max ${formatLatency(h.max)}` +
+        (result.backingRequests !== undefined && result.backingRequests > 0 && h.count > 0
+          ? `\n         stack overhead ${formatLatency(h.mean - (result.backingNs ?? 0) / result.backingRequests)} per request ` +
+            `(mean latency ${formatLatency(h.mean)} − backing store ${formatLatency((result.backingNs ?? 0) / result.backingRequests)})`
+          : '')
       );
     }
     case 'console':

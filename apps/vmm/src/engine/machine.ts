@@ -8,7 +8,7 @@ import { DoorbellTable, MAX_DOORBELLS, type DoorbellRegistration } from '../mach
 import { raiseInterrupt } from '../machine/interrupt-lines.js';
 import { decodeMsi } from '../machine/msi.js';
 import type { BootDevice, BootInfo } from './boot-info.js';
-import { PCI_MMIO_BASE, PCI_MMIO_SIZE, PCI_SLOTS, RAM_RESERVED_LOW, VIRTIO_MMIO_BASE, VIRTIO_MMIO_WINDOW } from './layout.js';
+import { PLATFORM_CONTROL_BASE, PLATFORM_CONTROL_SIZE, WORKLOAD_BEGIN, WORKLOAD_END, PCI_MMIO_BASE, PCI_MMIO_SIZE, PCI_SLOTS, RAM_RESERVED_LOW, VIRTIO_MMIO_BASE, VIRTIO_MMIO_WINDOW } from './layout.js';
 import { createSharedState, type SharedState } from './shared-state.js';
 import { pciSlot, type TransportSlot } from './transport-slot.js';
 import { mmioSlot } from './transport-slot-mmio.js';
@@ -63,6 +63,8 @@ export class Machine {
   private readonly doorbellTargets: { device: MachineDevice; queue: number }[] = [];
   /** Where interrupts go; the inline engine replaces it with direct dispatch. */
   interruptSink: InterruptSink;
+  /** Called at the guest's workload boundaries (platform control register writes). */
+  onWorkloadBoundary: (boundary: 'begin' | 'end', workload: number) => void = () => {};
 
   private constructor(
     readonly config: VmConfig,
@@ -80,6 +82,14 @@ export class Machine {
     this.interruptSink = (vcpu, vector) => raiseInterrupt(this.interruptWords, vcpu, vector);
     this.bus = new MmioBus((name, error) => this.recordFault(name, error));
 
+    this.bus.map(PLATFORM_CONTROL_BASE, PLATFORM_CONTROL_SIZE, 'platform control', {
+      read: () => 0,
+      write: (offset, _size, value) => {
+        if (value >= config.workloads.length) return; // not a workload: ignored, as an unknown register write
+        if (offset === WORKLOAD_BEGIN) this.onWorkloadBoundary('begin', value);
+        else if (offset === WORKLOAD_END) this.onWorkloadBoundary('end', value);
+      },
+    });
     const pciBus = new PciBus();
     this.bus.map(PCI_MMIO_BASE, PCI_MMIO_SIZE, 'PCI memory window', {
       read: (offset, size) => pciBus.read(PCI_MMIO_BASE + offset, size),

@@ -7,6 +7,7 @@ import { VmmError } from '../errors.js';
 import type { RunReport } from '../report.js';
 import { findPatternMismatch } from '../workloads/pattern.js';
 import type { VerifyResult } from '../workloads/verify.js';
+import type { BenchResult } from '../workloads/bench.js';
 import { createImage, readImage } from './images.js';
 import { runVm } from './run-vm.js';
 
@@ -57,6 +58,9 @@ async function fullRun(variant: Variant, dispatch: 'inline' | 'workers', index: 
   expect(report.devices.map((d) => d.needsReset)).toEqual([undefined, undefined, undefined]);
   const verify = report.results.find((r): r is VerifyResult => r.type === 'verify')!;
   expect(verify.bytes).toBe(2 ** 20);
+  // The workload-boundary exits bracket the bench exactly: one backing-store call per 4 KiB request.
+  const bench = report.results.find((r): r is BenchResult => r.type === 'bench')!;
+  expect(bench.backingRequests).toBe(bench.reads + bench.writes);
   const image = await readImage(path, format, 0, 2 ** 20);
   expect(findPatternMismatch(image, 0, verify.seed)).toBe(-1);
   return report;

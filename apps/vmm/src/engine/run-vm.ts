@@ -49,6 +49,24 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
     const seeds = config.workloads.map((w) => (w.type === 'verify' && w.seed !== undefined ? w.seed : randomInt(2 ** 32)));
     machine = Machine.create(config, (deviceConfig, index) => createDevice(config, deviceConfig, disks.get(index)), seeds);
     const results = new Array<WorkloadResult | undefined>(config.workloads.length);
+    // Backing-store time per workload, between its begin and end exits (exact: the vCPU is stopped in each).
+    const diskOf = (workload: number): OpenedDisk | undefined => {
+      const w = config.workloads[workload];
+      if (w === undefined || (w.type !== 'bench' && w.type !== 'verify')) return undefined;
+      const deviceIndex = machine!.boot[0]!.disks[w.disk];
+      return deviceIndex === undefined ? undefined : disks.get(deviceIndex);
+    };
+    const backing = new Map<number, { ns: number; requests: number }>();
+    machine.onWorkloadBoundary = (boundary, workload) => {
+      const disk = diskOf(workload);
+      if (disk === undefined) return;
+      const now = { ns: disk.driver.busyNs, requests: disk.driver.requests };
+      if (boundary === 'begin') backing.set(workload, now);
+      else {
+        const start = backing.get(workload) ?? { ns: 0, requests: 0 };
+        backing.set(workload, { ns: now.ns - start.ns, requests: now.requests - start.requests });
+      }
+    };
     const hooks: VcpuHooks = {
       progress: (workload, fraction) => options.onProgress?.(workload, fraction),
       result: (workload, result) => (results[workload] = result),
@@ -62,7 +80,11 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
     }
     return {
       config,
-      results: results.filter((r): r is WorkloadResult => r !== undefined),
+      results: results.flatMap((r, index): WorkloadResult[] => {
+        if (r === undefined) return [];
+        const b = backing.get(index);
+        return r.type === 'bench' && b !== undefined ? [{ ...r, backingNs: b.ns, backingRequests: b.requests }] : [r];
+      }),
       devices: machine.devices.map((d): DeviceReport => deviceReport(machine!, d, disks.get(d.index))),
       machine: {
         ...counters,

@@ -1,4 +1,5 @@
 import type { BootInfo } from '../engine/boot-info.js';
+import { PLATFORM_CONTROL_BASE, WORKLOAD_BEGIN, WORKLOAD_END } from '../engine/layout.js';
 import { VmmError } from '../errors.js';
 import type { WorkloadResult } from '../report.js';
 import { runBench } from '../workloads/bench.js';
@@ -56,6 +57,7 @@ export async function runWorkloads(kernel: GuestKernel, boot: BootInfo, devices:
       },
     };
     let result: WorkloadResult;
+    kernel.bus.write(PLATFORM_CONTROL_BASE + WORKLOAD_BEGIN, 4, index);
     switch (config.type) {
       case 'verify':
         result = await runVerify(context, config, seed);
@@ -70,6 +72,7 @@ export async function runWorkloads(kernel: GuestKernel, boot: BootInfo, devices:
         result = await runRng(context, config.bytes);
         break;
     }
+    kernel.bus.write(PLATFORM_CONTROL_BASE + WORKLOAD_END, 4, index);
     if (kernel.fault !== undefined) throw asError(kernel.fault);
     hooks.progress(index, 1);
     hooks.result(index, result);

@@ -17,6 +17,12 @@ export interface BenchResult {
   readonly elapsedNs: number;
   /** Completion latency of every request (submission to completion), ns. */
   readonly latency: LatencyHistogramData;
+  /**
+   * Filled in by the VMM: time spent inside the backing store's read/write during this workload
+   * (ns, overlapping requests each counted) and how many calls, for the stack overhead per request.
+   */
+  readonly backingNs?: number;
+  readonly backingRequests?: number;
 }
 
 /** xorshift32: a small, fast, seeded generator (random offsets need speed, not quality). */
