@@ -224,6 +224,46 @@ describe('virtio-scsi device (VIRTIO 1.3 §5.6)', () => {
     expect(device.metrics.needsReset).toBe(1);
   });
 
+  it('H14: header, CDB, data-out, response and data-in all in 1-byte descriptors give byte-exact results', async () => {
+    const { device, h, disk } = setup();
+    const b = h.builder;
+    const ones = (n: number) => new Array<number>(n).fill(1);
+    const data = Uint8Array.from({ length: 1024 }, (_, i) => (i * 31) & 0xff);
+    const hdr = header(encodeLunAddress({ target: 0, lun: 0 }), 5n, encodeCdb({ op: 'write', size: 10, lba: 3, transferLength: 2, fua: false }));
+    const wresp = b.reserve(ones(RESP));
+    h.queues[2]!.offer(b.chain([...b.place(hdr, ones(hdr.length)), ...b.place(data, ones(1024))], wresp));
+    device.queueNotify(2);
+    await device.drain();
+    expect(b.bytesOf(wresp)[11]).toBe(VIRTIO_SCSI_S_OK);
+    expect(disk.bytes.subarray(3 * 512, 5 * 512)).toEqual(data);
+    const rhdr = header(encodeLunAddress({ target: 0, lun: 0 }), 6n, encodeCdb({ op: 'read', size: 10, lba: 3, transferLength: 2, fua: false }));
+    const rresp = b.reserve(ones(RESP));
+    const rdata = b.reserve(ones(1024));
+    h.queues[2]!.offer(b.chain(b.place(rhdr, ones(rhdr.length)), [...rresp, ...rdata]));
+    device.queueNotify(2);
+    await device.drain();
+    expect(b.bytesOf(rresp)[10]).toBe(SAM_STAT_GOOD);
+    expect(b.bytesOf(rdata)).toEqual(data);
+    expect(b.guardsIntact()).toBe(true);
+  });
+
+  it('H13: thousands of malformed requests are all returned and a valid request still completes', async () => {
+    const { device, h } = setup({ queueSize: 64 });
+    const b = h.builder;
+    const hdr = b.place(header(encodeLunAddress({ target: 0, lun: 0 }), 1n, encodeCdb({ op: 'test-unit-ready' })));
+    const tiny = b.reserve([8]);
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 64; i++) h.queues[2]!.offer(b.chain(hdr, tiny, i));
+      device.queueNotify(2);
+      await device.drain();
+      expect(h.queues[2]!.pending).toEqual([]);
+    }
+    expect(device.metrics.faults.RESPONSE_TOO_SHORT).toBe(40 * 64);
+    const ok = command(h, device, { target: 0, lun: 0 }, { op: 'test-unit-ready' });
+    await device.drain();
+    expect(ok.response()).toMatchObject({ response: VIRTIO_SCSI_S_OK, status: SAM_STAT_GOOD });
+  });
+
   describe('task management (§5.6.6.2.1)', () => {
     it('ABORT TASK: the task completes with VIRTIO_SCSI_S_ABORTED after its I/O settles, then the TMF with FUNCTION COMPLETE', async () => {
       const disk = new MemoryDisk({ size: DISK, manual: true });
