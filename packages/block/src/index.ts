@@ -26,3 +26,5 @@ export {
   type Qcow2CheckResult,
   type Qcow2RepairMode,
 } from './qcow2/check.js';
+export { amendQcow2, setQcow2Backing, type Qcow2AmendOptions } from './qcow2/amend.js';
+export { makeEmptyQcow2 } from './qcow2/make-empty.js';
