@@ -42,3 +42,4 @@ export { decodeCdb, encodeCdb, cdbLength, type Cdb, type CdbDecodeResult, type C
 export { SENSE, decodeSense, encodeFixedSense, type SenseCode } from './scsi/sense.js';
 export { decodeLunAddress, encodeLunAddress, type LunAddress } from './scsi/lun-address.js';
 export * from './scsi/constants.js';
+export type { ScsiDeviceState, ScsiUnitState } from './scsi/persist.js';

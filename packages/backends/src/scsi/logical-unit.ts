@@ -154,6 +154,12 @@ export class ScsiLogicalUnit {
     this.unitAttentions.push(code);
   }
 
+  /** Restores the caching mode and medium state (from a validated snapshot). */
+  restoreState(state: { writeCache: boolean; stopped: boolean }): void {
+    this.writeCacheFlag = state.writeCache;
+    this.stopped = state.stopped;
+  }
+
   /** Re-reads `driver.length`; on a change sets CAPACITY DATA HAS CHANGED and returns true. */
   refreshCapacity(): boolean {
     const blocks = Math.floor(this.driver.length / this.blockSize);

@@ -53,6 +53,7 @@ import type { ScsiFault } from './errors.js';
 import { executeWithoutUnit, ScsiLogicalUnit, type ScsiCommandResult, type ScsiLogicalUnitOptions, type ScsiTargetView } from './logical-unit.js';
 import { decodeLunAddress, encodeLunAddress, type LunAddress } from './lun-address.js';
 import { ScsiMetrics } from './metrics.js';
+import { restoreScsiState, type ScsiDeviceState } from './persist.js';
 import { SENSE } from './sense.js';
 
 /** One logical unit of a {@link ScsiDevice}: its address and the unit (or the options to build it). */
@@ -269,6 +270,33 @@ export class ScsiDevice implements VirtioDevice {
         this.postEvent(VIRTIO_SCSI_T_PARAM_CHANGE, { target: k >> 16, lun: k & 0xffff }, 0x2a | (0x09 << 8));
       }
     }
+  }
+
+  /** Device state for a snapshot (with the transport's queue states); save after `drain()`. */
+  saveState(): ScsiDeviceState {
+    return {
+      version: 1,
+      senseSize: this.senseSize,
+      cdbSize: this.cdbSize,
+      eventsMissed: this.eventsMissed,
+      units: this.addresses().map(({ target, lun }) => {
+        const u = this.units.get(key(target, lun))!;
+        return { target, lun, writeCache: u.writeCache, stopped: u.isStopped, blocks: u.blocks };
+      }),
+      metrics: this.metrics.toJSON(),
+    };
+  }
+
+  /** Restores {@link saveState} output; the LUN set and media sizes must match. Throws BackendError INVALID_STATE. */
+  restoreState(state: unknown): void {
+    const s = restoreScsiState(
+      state,
+      this.addresses().map(({ target, lun }) => ({ target, lun, blocks: this.units.get(key(target, lun))!.blocks })),
+    );
+    this.senseSize = s.senseSize;
+    this.cdbSize = s.cdbSize;
+    this.eventsMissed = s.eventsMissed;
+    for (const u of s.units) this.units.get(key(u.target, u.lun))!.restoreState(u);
   }
 
   private negotiated(bit: number): boolean {
