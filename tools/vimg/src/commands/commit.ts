@@ -11,7 +11,10 @@ import type { CommandContext } from './context.js';
  */
 export async function runCommit(command: CommitCommand, context: CommandContext): Promise<number> {
   const makeEmpty = context.host.makeEmpty?.bind(context.host);
-  if (!command.keep && makeEmpty === undefined) {
+  // qemu-img: "-b implies -d" (the layers between the image and the base are invalid afterwards,
+  // so emptying the image would not help).
+  const keep = command.keep || command.base !== undefined;
+  if (!keep && makeEmpty === undefined) {
     throw new VimgError('UNSUPPORTED', 'Emptying the image after commit needs a full-discard API that @virtio-ts/block does not have yet; use commit -d (the image then keeps its data, which equals the base)');
   }
   const chain = await context.host.open(command.filename, {
@@ -45,7 +48,7 @@ export async function runCommit(command: CommitCommand, context: CommandContext)
       progress?.update(offset, length);
     }
     await base.flush();
-    if (!command.keep) await makeEmpty!(chain);
+    if (!keep) await makeEmpty!(chain);
     progress?.end();
     if (!command.quiet) context.io.stdout('Image committed.\n');
     return 0;

@@ -1,5 +1,6 @@
 /** The names vimg takes from @virtio-ts/block, in one place. */
 export {
+  amendQcow2,
   applySnapshot,
   BlockError,
   checkQcow2,
@@ -9,7 +10,9 @@ export {
   createZstdCodec,
   deleteSnapshot,
   listSnapshots,
+  makeEmptyQcow2,
   Qcow2Driver,
+  setQcow2Backing,
   RawDriver,
   type BlockDriver,
   type BlockFile,

@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import {
+  amendQcow2,
   applySnapshot,
   BlockError,
   checkQcow2,
@@ -10,13 +11,16 @@ import {
   createZstdCodec,
   deleteSnapshot,
   listSnapshots,
+  makeEmptyQcow2,
   NodeFile,
   Qcow2Driver,
   RawDriver,
+  setQcow2Backing,
   type BlockDriver,
   type BlockFile,
   type Qcow2Codec,
 } from './block-imports.js';
+import { parseOnOff } from '../cli/option-list.js';
 import { VimgError } from '../errors.js';
 import type { CheckReport } from '../format/check-result.js';
 import type { SnapshotInfo } from '../format/image-info.js';
@@ -187,6 +191,36 @@ export class NodeImageHost implements ImageHost {
     } finally {
       await file.close();
     }
+  }
+
+  async setBacking(chain: ImageChain, backingFile: string | undefined, backingFormat: string | undefined): Promise<void> {
+    const driver = chain.top;
+    if (!(driver instanceof Qcow2Driver)) throw new VimgError('UNSUPPORTED', `Operation not supported: the backing file of a '${chain.layers[0]?.format ?? '?'}' image cannot be changed`);
+    await setQcow2Backing(driver, backingFile, backingFormat).catch((error: unknown) => {
+      if (BlockError.isInstance(error) && error.code === 'INVALID_ARGUMENT') {
+        throw new VimgError('UNSUPPORTED', `Could not change the backing file to '${backingFile ?? ''}': ${error.message}`, {}, { cause: error });
+      }
+      throw error;
+    });
+  }
+
+  async makeEmpty(chain: ImageChain): Promise<void> {
+    const driver = chain.top;
+    if (!(driver instanceof Qcow2Driver)) throw new VimgError('UNSUPPORTED', `Emptying a '${chain.layers[0]?.format ?? '?'}' image is not supported (use commit -d)`);
+    await makeEmptyQcow2(driver);
+  }
+
+  async amend(chain: ImageChain, options: ReadonlyMap<string, string>): Promise<void> {
+    const driver = qcow2Of(chain, 'option amendment');
+    const compat = options.get('compat');
+    const lazy = options.get('lazy_refcounts');
+    await amendQcow2(driver, {
+      ...(compat !== undefined ? { compat: compat === '0.10' || compat === 'v2' ? '0.10' as const : '1.1' as const } : {}),
+      ...(lazy !== undefined ? { lazyRefcounts: parseOnOff('lazy_refcounts', lazy) } : {}),
+    }).catch((error: unknown) => {
+      if (BlockError.isInstance(error) && error.code === 'UNSUPPORTED') throw new VimgError('UNSUPPORTED', error.message, {}, { cause: error });
+      throw error;
+    });
   }
 
   async writeCompressed(driver: BlockDriver, offset: number, data: Uint8Array): Promise<void> {
