@@ -111,6 +111,21 @@ export const VIRTIO_BLK_F_LIFETIME = 15;
 export const VIRTIO_BLK_F_SECURE_ERASE = 16;
 export const VIRTIO_BLK_F_ZONED = 17;
 
+/** §5.2.6: request types (shared by the device and the driver side). */
+export const VIRTIO_BLK_T_IN = 0;
+export const VIRTIO_BLK_T_OUT = 1;
+export const VIRTIO_BLK_T_FLUSH = 4;
+export const VIRTIO_BLK_T_GET_ID = 8;
+export const VIRTIO_BLK_T_GET_LIFETIME = 10;
+export const VIRTIO_BLK_T_DISCARD = 11;
+export const VIRTIO_BLK_T_WRITE_ZEROES = 13;
+export const VIRTIO_BLK_T_SECURE_ERASE = 14;
+
+/** §5.2.6: status byte values. */
+export const VIRTIO_BLK_S_OK = 0;
+export const VIRTIO_BLK_S_IOERR = 1;
+export const VIRTIO_BLK_S_UNSUPP = 2;
+
 // --- §5.1 network -----------------------------------------------------------------------------
 export const VIRTIO_NET_F_CSUM = 0;
 export const VIRTIO_NET_F_GUEST_CSUM = 1;
@@ -153,6 +168,16 @@ export const VIRTIO_NET_S_ANNOUNCE = 2;
 export const VIRTIO_CONSOLE_F_SIZE = 0;
 export const VIRTIO_CONSOLE_F_MULTIPORT = 1;
 export const VIRTIO_CONSOLE_F_EMERG_WRITE = 2;
+
+/** §5.3.6.2: control message events (shared by the device and the driver side). */
+export const VIRTIO_CONSOLE_DEVICE_READY = 0;
+export const VIRTIO_CONSOLE_DEVICE_ADD = 1;
+export const VIRTIO_CONSOLE_DEVICE_REMOVE = 2;
+export const VIRTIO_CONSOLE_PORT_READY = 3;
+export const VIRTIO_CONSOLE_CONSOLE_PORT = 4;
+export const VIRTIO_CONSOLE_RESIZE = 5;
+export const VIRTIO_CONSOLE_PORT_OPEN = 6;
+export const VIRTIO_CONSOLE_PORT_NAME = 7;
 
 // --- §5.6 SCSI host ---------------------------------------------------------------------------
 export const VIRTIO_SCSI_F_INOUT = 0;

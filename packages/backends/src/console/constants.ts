@@ -1,19 +1,18 @@
 // VIRTIO 1.3 §5.3 (Console Device); names as in linux/include/uapi/linux/virtio_console.h.
-
-/** §5.3.3: feature bits. */
-export const VIRTIO_CONSOLE_F_SIZE = 0;
-export const VIRTIO_CONSOLE_F_MULTIPORT = 1;
-export const VIRTIO_CONSOLE_F_EMERG_WRITE = 2;
-
-/** §5.3.6.2: control message events. */
-export const VIRTIO_CONSOLE_DEVICE_READY = 0;
-export const VIRTIO_CONSOLE_DEVICE_ADD = 1;
-export const VIRTIO_CONSOLE_DEVICE_REMOVE = 2;
-export const VIRTIO_CONSOLE_PORT_READY = 3;
-export const VIRTIO_CONSOLE_CONSOLE_PORT = 4;
-export const VIRTIO_CONSOLE_RESIZE = 5;
-export const VIRTIO_CONSOLE_PORT_OPEN = 6;
-export const VIRTIO_CONSOLE_PORT_NAME = 7;
+// Spec constants live in @virtio-ts/device; the device re-exports the ones it uses.
+export {
+  VIRTIO_CONSOLE_F_SIZE,
+  VIRTIO_CONSOLE_F_MULTIPORT,
+  VIRTIO_CONSOLE_F_EMERG_WRITE,
+  VIRTIO_CONSOLE_DEVICE_READY,
+  VIRTIO_CONSOLE_DEVICE_ADD,
+  VIRTIO_CONSOLE_DEVICE_REMOVE,
+  VIRTIO_CONSOLE_PORT_READY,
+  VIRTIO_CONSOLE_CONSOLE_PORT,
+  VIRTIO_CONSOLE_RESIZE,
+  VIRTIO_CONSOLE_PORT_OPEN,
+  VIRTIO_CONSOLE_PORT_NAME,
+} from '@virtio-ts/device';
 
 /** §5.3.6.2: `struct virtio_console_control` is le32 id, le16 event, le16 value. */
 export const CONTROL_MESSAGE_SIZE = 8;

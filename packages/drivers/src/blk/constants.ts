@@ -1,27 +1,27 @@
 // VIRTIO 1.3 §5.2 (Block Device), driver side; names as in linux/include/uapi/linux/virtio_blk.h.
-
-export const VIRTIO_BLK_F_SIZE_MAX = 1;
-export const VIRTIO_BLK_F_SEG_MAX = 2;
-export const VIRTIO_BLK_F_GEOMETRY = 4;
-export const VIRTIO_BLK_F_RO = 5;
-export const VIRTIO_BLK_F_BLK_SIZE = 6;
-export const VIRTIO_BLK_F_FLUSH = 9;
-export const VIRTIO_BLK_F_TOPOLOGY = 10;
-export const VIRTIO_BLK_F_CONFIG_WCE = 11;
-export const VIRTIO_BLK_F_MQ = 12;
-export const VIRTIO_BLK_F_DISCARD = 13;
-export const VIRTIO_BLK_F_WRITE_ZEROES = 14;
-
-export const VIRTIO_BLK_T_IN = 0;
-export const VIRTIO_BLK_T_OUT = 1;
-export const VIRTIO_BLK_T_FLUSH = 4;
-export const VIRTIO_BLK_T_GET_ID = 8;
-export const VIRTIO_BLK_T_DISCARD = 11;
-export const VIRTIO_BLK_T_WRITE_ZEROES = 13;
-
-export const VIRTIO_BLK_S_OK = 0;
-export const VIRTIO_BLK_S_IOERR = 1;
-export const VIRTIO_BLK_S_UNSUPP = 2;
+// Spec constants live in @virtio-ts/device; the driver re-exports the ones it uses.
+export {
+  VIRTIO_BLK_F_SIZE_MAX,
+  VIRTIO_BLK_F_SEG_MAX,
+  VIRTIO_BLK_F_GEOMETRY,
+  VIRTIO_BLK_F_RO,
+  VIRTIO_BLK_F_BLK_SIZE,
+  VIRTIO_BLK_F_FLUSH,
+  VIRTIO_BLK_F_TOPOLOGY,
+  VIRTIO_BLK_F_CONFIG_WCE,
+  VIRTIO_BLK_F_MQ,
+  VIRTIO_BLK_F_DISCARD,
+  VIRTIO_BLK_F_WRITE_ZEROES,
+  VIRTIO_BLK_T_IN,
+  VIRTIO_BLK_T_OUT,
+  VIRTIO_BLK_T_FLUSH,
+  VIRTIO_BLK_T_GET_ID,
+  VIRTIO_BLK_T_DISCARD,
+  VIRTIO_BLK_T_WRITE_ZEROES,
+  VIRTIO_BLK_S_OK,
+  VIRTIO_BLK_S_IOERR,
+  VIRTIO_BLK_S_UNSUPP,
+} from '@virtio-ts/device';
 
 export const SECTOR_SIZE = 512;
 export const VIRTIO_BLK_ID_BYTES = 20;
