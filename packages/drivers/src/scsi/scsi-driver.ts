@@ -13,6 +13,7 @@ import {
 import { DmaBuffer } from '../dma-buffer.js';
 import { DriverError } from '../errors.js';
 import { VirtqueueClient } from '../virtqueue-client.js';
+import { utf8Decode } from '../web-apis.js';
 import {
   SAM_STAT_CHECK_CONDITION,
   SAM_STAT_GOOD,
@@ -192,7 +193,7 @@ export class ScsiDriver {
   private async probe(address: ScsiAddress): Promise<boolean> {
     const inq = await this.command(address, cmd.inquiry(96), { dataIn: 96 });
     if (inq.status !== SAM_STAT_GOOD || inq.data.length < 36 || inq.data[0] !== 0) return false;
-    const text = (b: Uint8Array) => new TextDecoder().decode(b).trimEnd();
+    const text = (b: Uint8Array) => utf8Decode(b).trimEnd();
     const serialPage = await this.command(address, cmd.inquiry(255, 0x80), { dataIn: 255 });
     const serial = serialPage.status === SAM_STAT_GOOD && serialPage.data.length >= 4 ? text(serialPage.data.subarray(4, 4 + serialPage.data[3]!)) : '';
     const existing = this.disk(address.target, address.lun);
