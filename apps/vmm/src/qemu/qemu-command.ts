@@ -5,6 +5,9 @@ import { DEFAULT_DISK_SIZE } from '../cli/default-run.js';
 import { readConfigFile, type RunCommandOptions } from '../cli/run-command.js';
 import { runQemu } from './run-qemu.js';
 
+/** Guest RAM of the qemu engine when the config sets none. */
+export const QEMU_DEFAULT_MEMORY = '512M';
+
 /** `vmm run` flags of the qemu engine. */
 export interface QemuFlags {
   readonly kernel?: string;
@@ -29,7 +32,10 @@ export async function qemuRunCommand(options: RunCommandOptions & QemuFlags, con
     return undefined;
   }
   // Without devices: a temporary 64 MiB qcow2 disk and an rng (a console cannot be attached, see planQemuDevices).
-  const config = parseVmConfig(raw.devices === undefined ? { ...raw, devices: [{ type: 'blk', size: DEFAULT_DISK_SIZE, format: 'qcow2' }, { type: 'rng' }] } : raw);
+  if (raw.devices === undefined) raw.devices = [{ type: 'blk', size: DEFAULT_DISK_SIZE, format: 'qcow2' }, { type: 'rng' }];
+  // The model engine's 256 MiB default is too small for a Linux guest that unpacks tools/guest's ~90 MiB initramfs.
+  if (raw.memory === undefined) raw.memory = QEMU_DEFAULT_MEMORY;
+  const config = parseVmConfig(raw);
   if (options.json === true) throw new VmmError('INVALID_OPTION', '--json: the qemu engine prints the guest console, not a report', { field: '--json' });
   const controller = new AbortController();
   const stop = (): void => controller.abort();

@@ -92,8 +92,9 @@ describe.skipIf(missing.length > 0)(`vmm run --engine qemu: a real Linux guest o
     execFileSync('/usr/sbin/e2fsck', ['-fn', flat], { stdio: 'ignore' });
   }, 180_000);
 
-  it('exits with the guest script\'s status (VT-EXIT=3 → 3)', async () => {
-    const run = await vmm([...disk(), '--script', await script('three.sh', 'echo failing on purpose\nexit 3\n')]);
+  it('exits with the guest script\'s status (VT-EXIT=3 → 3); without devices or memory: a scratch qcow2 disk, an rng, 512 MiB', async () => {
+    const run = await vmm(['--engine', 'qemu', '--script', await script('three.sh', 'test -b /dev/vda && test -c /dev/hwrng && grep -q "MemTotal: *4[0-9][0-9][0-9][0-9][0-9] kB" /proc/meminfo\necho failing on purpose\nexit 3\n')]);
+    expect(run.stdout).toContain('failing on purpose');
     expect(run.code, run.stderr).toBe(3);
     expect(run.stdout).toContain('VT-EXIT=3');
     expect(run.stderr).toContain('blk0: image flushed and closed');
