@@ -37,6 +37,7 @@ function program(): Command {
     .option('--blk <options>', 'a virtio-blk disk: path=IMG,format=raw|qcow2,readonly=on,queues=N,cache=writeback|writethrough|none, or size=64M for a memory disk (repeatable)', collect)
     .option('--rng', 'a virtio-rng device (repeatable)', count)
     .option('--console', 'a virtio-console device (repeatable)', count)
+    .option('--console-backend <spec>', 'host side of the consoles: echo (default), stdio, pty, socket:PATH')
     .option('--workload <options>', 'verify|bench|console|rng with key=value options, e.g. bench,rw=randread,bs=4k,iodepth=32,numjobs=1,runtime=5 (repeatable)', collect)
     .option('--json', 'print the report as JSON')
     .option('--no-progress', 'no progress bar')

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  EPOLLIN, Epoll, EventFd, HostError, Mapping, UnixListener, UnixSocket, closeFd, createMemfd,
+  EPOLLIN, Epoll, EventFd, HostError, Mapping, UnixListener, UnixSocket, closeFd, createMemfd, openPty, readFd, writeFd,
 } from './index.js';
 
 const openFds = (): number => readdirSync('/proc/self/fd').length;
@@ -43,6 +43,24 @@ describe('memfd and mmap', () => {
     expect(codeOf(() => Mapping.map(987654, 4096))).toBe('EBADF');
     expect(codeOf(() => Mapping.map(0, 4096, { offset: 100 }))).toBe('INVALID_ARGUMENT');
     expect(codeOf(() => createMemfd('x', 0))).toBe('INVALID_ARGUMENT');
+  });
+});
+
+describe('pseudo-terminals', () => {
+  it('opens a pty whose slave path exists, and bytes written on the slave reach the master', async () => {
+    const { openSync, writeSync, closeSync, existsSync: exists } = await import('node:fs');
+    const pty = openPty();
+    expect(pty.path).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(exists(pty.path)).toBe(true);
+    const slave = openSync(pty.path, 'r+');
+    // Raw bytes without a newline would wait in the line discipline; end with one.
+    writeSync(slave, 'hi\n');
+    const buffer = new Uint8Array(16);
+    const n = readFd(pty.fd, buffer);
+    expect(new TextDecoder().decode(buffer.subarray(0, n))).toContain('hi');
+    writeFd(pty.fd, new TextEncoder().encode('ok\n'));
+    closeSync(slave);
+    closeFd(pty.fd);
   });
 });
 

@@ -8,3 +8,4 @@ export { Epoll, type EpollEvent } from './epoll.js';
 export { UnixSocket, UnixListener, type ReceivedMessage } from './unix-socket.js';
 export { Tap, type TapOptions } from './tap.js';
 export { koffiModulePath } from './libc.js';
+export { openPty, type Pty } from './pty.js';

@@ -30,6 +30,10 @@ export interface Libc {
   ioctl(fd: number, request: number, ...args: unknown[]): number;
   fcntl(fd: number, cmd: number, ...args: unknown[]): number;
   shutdown(fd: number, how: number): number;
+  posix_openpt(flags: number): number;
+  grantpt(fd: number): number;
+  unlockpt(fd: number): number;
+  ptsname_r(fd: number, buffer: Uint8Array, length: number): number;
 }
 
 /** Asynchronous (thread-pool) variants of the calls that may block. */
@@ -76,6 +80,10 @@ function bind(): { libc: Libc; async: LibcAsync } {
     ioctl: f('int ioctl(int fd, unsigned long request, ...)'),
     fcntl: f('int fcntl(int fd, int cmd, ...)'),
     shutdown: f('int shutdown(int fd, int how)'),
+    posix_openpt: f('int posix_openpt(int flags)'),
+    grantpt: f('int grantpt(int fd)'),
+    unlockpt: f('int unlockpt(int fd)'),
+    ptsname_r: f('int ptsname_r(int fd, _Out_ uint8_t *buffer, size_t length)'),
   };
   const libc = fns as unknown as Libc;
   const asyncFns = {

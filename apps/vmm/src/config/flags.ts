@@ -19,6 +19,8 @@ export interface ConfigFlags {
   readonly rng?: number;
   /** How many times `--console` was given. */
   readonly console?: number;
+  /** `--console-backend`: the host side of every `--console` (echo, stdio, pty, socket:PATH). */
+  readonly consoleBackend?: string;
   /** Each `--workload` option list. */
   readonly workload?: readonly string[];
 }
@@ -103,7 +105,7 @@ export function configFromFlags(flags: ConfigFlags, base: unknown = {}): Record<
   const devices: Record<string, unknown>[] = [];
   for (const text of flags.blk ?? []) devices.push(blkFromFlag(text));
   for (let i = 0; i < (flags.rng ?? 0); i++) devices.push({ type: 'rng' });
-  for (let i = 0; i < (flags.console ?? 0); i++) devices.push({ type: 'console' });
+  for (let i = 0; i < (flags.console ?? 0); i++) devices.push(flags.consoleBackend === undefined ? { type: 'console' } : { type: 'console', backend: flags.consoleBackend });
   if (devices.length > 0) config.devices = devices;
   if (flags.workload !== undefined && flags.workload.length > 0) config.workloads = flags.workload.map(workloadFromFlag);
   return config;

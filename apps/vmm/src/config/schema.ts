@@ -82,7 +82,11 @@ const BlkDeviceSchema = v.pipe(
 const DeviceSchema = v.variant('type', [
   BlkDeviceSchema,
   v.strictObject({ type: v.literal('rng') }),
-  v.strictObject({ type: v.literal('console') }),
+  v.strictObject({
+    type: v.literal('console'),
+    /** The host side: echo (default), stdio, pty, or socket:PATH (a Unix socket the VMM listens on). */
+    backend: v.optional(v.union([v.picklist(['echo', 'stdio', 'pty']), v.pipe(v.string(), v.regex(/^socket:.+$/, 'Expected echo, stdio, pty or socket:PATH'))])),
+  }),
 ]);
 
 const VerifySchema = v.strictObject({

@@ -33,7 +33,7 @@ export function createDevice(config: VmConfig, device: DeviceConfig, disk: Opene
     case 'rng':
       return new RngDevice({ ...ring, queueSize: config.queueSize });
     case 'console':
-      return createConsoleDevice(ring, config.queueSize);
+      return createConsoleDevice(ring, config.queueSize, device.backend);
   }
 }
 
@@ -48,6 +48,8 @@ export function describeDevice(device: DeviceConfig, disk: OpenedDisk | undefine
     case 'rng':
       return 'virtio-rng (host entropy: WebCrypto getRandomValues)';
     case 'console':
-      return 'virtio-console (echo backend: every byte the guest sends comes back)';
+      return device.backend === undefined || device.backend === 'echo'
+        ? 'virtio-console (echo backend: every byte the guest sends comes back)'
+        : `virtio-console on ${device.backend}`;
   }
 }

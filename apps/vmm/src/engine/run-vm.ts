@@ -1,3 +1,4 @@
+import { closeConsoleHost } from './console-device.js';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +98,7 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
     };
   } finally {
     if (machine !== undefined) await drainDevices(machine).catch(() => undefined);
+    if (machine !== undefined) for (const d of machine.devices) closeConsoleHost(d.device);
     await Promise.allSettled([...disks.values()].map((d) => d.driver.close()));
   }
 }
