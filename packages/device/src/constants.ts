@@ -185,6 +185,55 @@ export const VIRTIO_SCSI_F_HOTPLUG = 1;
 export const VIRTIO_SCSI_F_CHANGE = 2;
 export const VIRTIO_SCSI_F_T10_PI = 3;
 
+/** §5.6.6: virtio-scsi request/response values, event types and the spec's default sizes (shared by both sides). */
+export const VIRTIO_SCSI_SENSE_SIZE = 96;
+export const VIRTIO_SCSI_CDB_SIZE = 32;
+export const VIRTIO_SCSI_S_OK = 0;
+export const VIRTIO_SCSI_S_FUNCTION_COMPLETE = 0;
+export const VIRTIO_SCSI_S_OVERRUN = 1;
+export const VIRTIO_SCSI_S_ABORTED = 2;
+export const VIRTIO_SCSI_S_BAD_TARGET = 3;
+export const VIRTIO_SCSI_S_RESET = 4;
+export const VIRTIO_SCSI_S_BUSY = 5;
+export const VIRTIO_SCSI_S_TRANSPORT_FAILURE = 6;
+export const VIRTIO_SCSI_S_TARGET_FAILURE = 7;
+export const VIRTIO_SCSI_S_NEXUS_FAILURE = 8;
+export const VIRTIO_SCSI_S_FAILURE = 9;
+export const VIRTIO_SCSI_S_FUNCTION_SUCCEEDED = 10;
+export const VIRTIO_SCSI_S_FUNCTION_REJECTED = 11;
+export const VIRTIO_SCSI_S_INCORRECT_LUN = 12;
+export const VIRTIO_SCSI_S_SIMPLE = 0;
+export const VIRTIO_SCSI_S_ORDERED = 1;
+export const VIRTIO_SCSI_S_HEAD = 2;
+export const VIRTIO_SCSI_S_ACA = 3;
+export const VIRTIO_SCSI_T_TMF = 0;
+export const VIRTIO_SCSI_T_AN_QUERY = 1;
+export const VIRTIO_SCSI_T_AN_SUBSCRIBE = 2;
+export const VIRTIO_SCSI_T_TMF_ABORT_TASK = 0;
+export const VIRTIO_SCSI_T_TMF_ABORT_TASK_SET = 1;
+export const VIRTIO_SCSI_T_TMF_CLEAR_ACA = 2;
+export const VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET = 3;
+export const VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET = 4;
+export const VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET = 5;
+export const VIRTIO_SCSI_T_TMF_QUERY_TASK = 6;
+export const VIRTIO_SCSI_T_TMF_QUERY_TASK_SET = 7;
+export const VIRTIO_SCSI_EVT_ASYNC_OPERATIONAL_CHANGE = 2;
+export const VIRTIO_SCSI_EVT_ASYNC_POWER_MGMT = 4;
+export const VIRTIO_SCSI_EVT_ASYNC_EXTERNAL_REQUEST = 8;
+export const VIRTIO_SCSI_EVT_ASYNC_MEDIA_CHANGE = 16;
+export const VIRTIO_SCSI_EVT_ASYNC_MULTI_HOST = 32;
+export const VIRTIO_SCSI_EVT_ASYNC_DEVICE_BUSY = 64;
+export const VIRTIO_SCSI_T_NO_EVENT = 0;
+export const VIRTIO_SCSI_T_TRANSPORT_RESET = 1;
+export const VIRTIO_SCSI_T_ASYNC_NOTIFY = 2;
+export const VIRTIO_SCSI_T_PARAM_CHANGE = 3;
+export const VIRTIO_SCSI_T_EVENTS_MISSED = 0x8000_0000;
+export const VIRTIO_SCSI_EVT_RESET_HARD = 0;
+export const VIRTIO_SCSI_EVT_RESET_RESCAN = 1;
+export const VIRTIO_SCSI_EVT_RESET_REMOVED = 2;
+export const VIRTIO_SCSI_EVENT_SIZE = 16;
+
+
 // --- device configuration layouts (§5.x "Device configuration layout") ------------------------
 
 /** One field of a device configuration space: byte offset and width (1, 2, 4, 8, or a byte array's length). */

@@ -1,10 +1,59 @@
 /** virtio-scsi (VIRTIO 1.3 §5.6) and SCSI (SPC-4 / SBC-3) numbers used by the device. */
+// Spec constants live in @virtio-ts/device; re-exported here for this package's users.
+export {
+  VIRTIO_SCSI_F_INOUT,
+  VIRTIO_SCSI_F_HOTPLUG,
+  VIRTIO_SCSI_F_CHANGE,
+  VIRTIO_SCSI_F_T10_PI,
+  VIRTIO_SCSI_SENSE_SIZE,
+  VIRTIO_SCSI_CDB_SIZE,
+  VIRTIO_SCSI_S_OK,
+  VIRTIO_SCSI_S_FUNCTION_COMPLETE,
+  VIRTIO_SCSI_S_OVERRUN,
+  VIRTIO_SCSI_S_ABORTED,
+  VIRTIO_SCSI_S_BAD_TARGET,
+  VIRTIO_SCSI_S_RESET,
+  VIRTIO_SCSI_S_BUSY,
+  VIRTIO_SCSI_S_TRANSPORT_FAILURE,
+  VIRTIO_SCSI_S_TARGET_FAILURE,
+  VIRTIO_SCSI_S_NEXUS_FAILURE,
+  VIRTIO_SCSI_S_FAILURE,
+  VIRTIO_SCSI_S_FUNCTION_SUCCEEDED,
+  VIRTIO_SCSI_S_FUNCTION_REJECTED,
+  VIRTIO_SCSI_S_INCORRECT_LUN,
+  VIRTIO_SCSI_S_SIMPLE,
+  VIRTIO_SCSI_S_ORDERED,
+  VIRTIO_SCSI_S_HEAD,
+  VIRTIO_SCSI_S_ACA,
+  VIRTIO_SCSI_T_TMF,
+  VIRTIO_SCSI_T_AN_QUERY,
+  VIRTIO_SCSI_T_AN_SUBSCRIBE,
+  VIRTIO_SCSI_T_TMF_ABORT_TASK,
+  VIRTIO_SCSI_T_TMF_ABORT_TASK_SET,
+  VIRTIO_SCSI_T_TMF_CLEAR_ACA,
+  VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET,
+  VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET,
+  VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET,
+  VIRTIO_SCSI_T_TMF_QUERY_TASK,
+  VIRTIO_SCSI_T_TMF_QUERY_TASK_SET,
+  VIRTIO_SCSI_EVT_ASYNC_OPERATIONAL_CHANGE,
+  VIRTIO_SCSI_EVT_ASYNC_POWER_MGMT,
+  VIRTIO_SCSI_EVT_ASYNC_EXTERNAL_REQUEST,
+  VIRTIO_SCSI_EVT_ASYNC_MEDIA_CHANGE,
+  VIRTIO_SCSI_EVT_ASYNC_MULTI_HOST,
+  VIRTIO_SCSI_EVT_ASYNC_DEVICE_BUSY,
+  VIRTIO_SCSI_T_NO_EVENT,
+  VIRTIO_SCSI_T_TRANSPORT_RESET,
+  VIRTIO_SCSI_T_ASYNC_NOTIFY,
+  VIRTIO_SCSI_T_PARAM_CHANGE,
+  VIRTIO_SCSI_T_EVENTS_MISSED,
+  VIRTIO_SCSI_EVT_RESET_HARD,
+  VIRTIO_SCSI_EVT_RESET_RESCAN,
+  VIRTIO_SCSI_EVT_RESET_REMOVED,
+  VIRTIO_SCSI_EVENT_SIZE,
+} from '@virtio-ts/device';
 
 // §5.6.3 Feature bits.
-export const VIRTIO_SCSI_F_INOUT = 0;
-export const VIRTIO_SCSI_F_HOTPLUG = 1;
-export const VIRTIO_SCSI_F_CHANGE = 2;
-export const VIRTIO_SCSI_F_T10_PI = 3;
 
 // §5.6.2 Virtqueues.
 export const SCSI_CONTROL_QUEUE = 0;
@@ -27,67 +76,19 @@ export const SCSI_CONFIG = {
 } as const;
 
 /** §5.6.4: defaults of the driver-writable `sense_size` and `cdb_size`. */
-export const VIRTIO_SCSI_SENSE_SIZE = 96;
-export const VIRTIO_SCSI_CDB_SIZE = 32;
 /** Largest `sense_size` / `cdb_size` a driver may write: bounds every per-request allocation. */
 export const VIRTIO_SCSI_MAX_SENSE_SIZE = 252;
 export const VIRTIO_SCSI_MAX_CDB_SIZE = 260;
 
 // §5.6.6.1 response codes.
-export const VIRTIO_SCSI_S_OK = 0;
-export const VIRTIO_SCSI_S_FUNCTION_COMPLETE = 0;
-export const VIRTIO_SCSI_S_OVERRUN = 1;
-export const VIRTIO_SCSI_S_ABORTED = 2;
-export const VIRTIO_SCSI_S_BAD_TARGET = 3;
-export const VIRTIO_SCSI_S_RESET = 4;
-export const VIRTIO_SCSI_S_BUSY = 5;
-export const VIRTIO_SCSI_S_TRANSPORT_FAILURE = 6;
-export const VIRTIO_SCSI_S_TARGET_FAILURE = 7;
-export const VIRTIO_SCSI_S_NEXUS_FAILURE = 8;
-export const VIRTIO_SCSI_S_FAILURE = 9;
-export const VIRTIO_SCSI_S_FUNCTION_SUCCEEDED = 10;
-export const VIRTIO_SCSI_S_FUNCTION_REJECTED = 11;
-export const VIRTIO_SCSI_S_INCORRECT_LUN = 12;
 
 // §5.6.6.1 task attributes.
-export const VIRTIO_SCSI_S_SIMPLE = 0;
-export const VIRTIO_SCSI_S_ORDERED = 1;
-export const VIRTIO_SCSI_S_HEAD = 2;
-export const VIRTIO_SCSI_S_ACA = 3;
 
 // §5.6.6.2 control queue request types and task management subtypes.
-export const VIRTIO_SCSI_T_TMF = 0;
-export const VIRTIO_SCSI_T_AN_QUERY = 1;
-export const VIRTIO_SCSI_T_AN_SUBSCRIBE = 2;
-export const VIRTIO_SCSI_T_TMF_ABORT_TASK = 0;
-export const VIRTIO_SCSI_T_TMF_ABORT_TASK_SET = 1;
-export const VIRTIO_SCSI_T_TMF_CLEAR_ACA = 2;
-export const VIRTIO_SCSI_T_TMF_CLEAR_TASK_SET = 3;
-export const VIRTIO_SCSI_T_TMF_I_T_NEXUS_RESET = 4;
-export const VIRTIO_SCSI_T_TMF_LOGICAL_UNIT_RESET = 5;
-export const VIRTIO_SCSI_T_TMF_QUERY_TASK = 6;
-export const VIRTIO_SCSI_T_TMF_QUERY_TASK_SET = 7;
 
 // §5.6.6.2.2 asynchronous notification event classes (bit numbers of the mask).
-export const VIRTIO_SCSI_EVT_ASYNC_OPERATIONAL_CHANGE = 2;
-export const VIRTIO_SCSI_EVT_ASYNC_POWER_MGMT = 4;
-export const VIRTIO_SCSI_EVT_ASYNC_EXTERNAL_REQUEST = 8;
-export const VIRTIO_SCSI_EVT_ASYNC_MEDIA_CHANGE = 16;
-export const VIRTIO_SCSI_EVT_ASYNC_MULTI_HOST = 32;
-export const VIRTIO_SCSI_EVT_ASYNC_DEVICE_BUSY = 64;
 
 // §5.6.6.3 events.
-export const VIRTIO_SCSI_T_NO_EVENT = 0;
-export const VIRTIO_SCSI_T_TRANSPORT_RESET = 1;
-export const VIRTIO_SCSI_T_ASYNC_NOTIFY = 2;
-export const VIRTIO_SCSI_T_PARAM_CHANGE = 3;
-export const VIRTIO_SCSI_T_EVENTS_MISSED = 0x8000_0000;
-export const VIRTIO_SCSI_EVT_RESET_HARD = 0;
-export const VIRTIO_SCSI_EVT_RESET_RESCAN = 1;
-export const VIRTIO_SCSI_EVT_RESET_REMOVED = 2;
-/** `sizeof(struct virtio_scsi_event)`: le32 event, u8 lun[8], le32 reason. */
-export const VIRTIO_SCSI_EVENT_SIZE = 16;
-
 /** `struct virtio_scsi_req_cmd` fixed part before the CDB: lun[8], id, task_attr, prio, crn. */
 export const SCSI_CMD_HEADER_SIZE = 19;
 /** `struct virtio_scsi_resp_cmd` fixed part before the sense bytes. */
