@@ -27,6 +27,7 @@ function fakeQueue(ring: QueueRing, options: QueueOptions, log: string[]): Devic
     size: ring.ring.size,
     features: { eventIdx: false, indirect: false, inOrder: false, ...options.features },
     broken: false,
+    inFlight: 0,
     pop: () => null,
     hasAvailable: () => false,
     pushUsed: () => undefined,

@@ -73,6 +73,8 @@ export interface DeviceQueue {
   readonly features: QueueFeatures;
   /** True after a fatal ring error; `pop()` then throws QUEUE_BROKEN until `reset()`. */
   readonly broken: boolean;
+  /** Chains popped and not yet returned with `pushUsed` (what a device drains before a reset). */
+  readonly inFlight: number;
   /**
    * The next available chain, validated, or null when the ring is empty. Throws {@link RingError}
    * for an invalid chain: non-fatal errors consume that chain only (the device still owns its

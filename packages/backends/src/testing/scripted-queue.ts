@@ -12,7 +12,12 @@ export class ScriptedQueue implements DeviceQueue {
   readonly used: UsedElement[] = [];
   notificationsEnabled = true;
   private readonly script: (DescriptorChain | RingError)[] = [];
-  private readonly inFlight = new Set<number>();
+  private readonly heldHeads = new Set<number>();
+
+  /** Heads popped and not yet returned. */
+  get inFlight(): number {
+    return this.heldHeads.size;
+  }
   private pushedSinceCheck = false;
 
   constructor(readonly size = 256) {}
@@ -28,11 +33,11 @@ export class ScriptedQueue implements DeviceQueue {
     if (next === undefined) return null;
     if (next instanceof RingError) {
       if (next.fatal) this.broken = true;
-      else if (next.context.head !== undefined) this.inFlight.add(next.context.head);
+      else if (next.context.head !== undefined) this.heldHeads.add(next.context.head);
       throw next;
     }
-    if (this.inFlight.has(next.head)) throw new RingError('HEAD_IN_FLIGHT', 'head in flight', { head: next.head }, { fatal: true });
-    this.inFlight.add(next.head);
+    if (this.heldHeads.has(next.head)) throw new RingError('HEAD_IN_FLIGHT', 'head in flight', { head: next.head }, { fatal: true });
+    this.heldHeads.add(next.head);
     return next;
   }
 
@@ -46,8 +51,8 @@ export class ScriptedQueue implements DeviceQueue {
   }
 
   pushUsed(head: number, length: number): void {
-    if (!this.inFlight.has(head)) throw new RingError('INVALID_USED', 'head not in flight', { head }, { fatal: true });
-    this.inFlight.delete(head);
+    if (!this.heldHeads.has(head)) throw new RingError('INVALID_USED', 'head not in flight', { head }, { fatal: true });
+    this.heldHeads.delete(head);
     this.used.push({ head, length });
     this.pushedSinceCheck = true;
   }
@@ -73,7 +78,7 @@ export class ScriptedQueue implements DeviceQueue {
 
   reset(): void {
     this.script.length = 0;
-    this.inFlight.clear();
+    this.heldHeads.clear();
     this.used.length = 0;
     this.broken = false;
   }
@@ -86,13 +91,13 @@ export class ScriptedQueue implements DeviceQueue {
       features: NO_FEATURES,
       nextAvail: 0,
       nextUsed: this.used.length & 0xffff,
-      inFlight: [...this.inFlight],
+      inFlight: [...this.heldHeads],
       broken: this.broken,
     };
   }
 
   /** Heads popped and not returned. */
   get pending(): number[] {
-    return [...this.inFlight];
+    return [...this.heldHeads];
   }
 }

@@ -71,7 +71,7 @@ export class PackedDeviceQueue implements DeviceQueue {
   private nextUsed = 0;
   private usedWrapCounter = true;
   /** 1 when the buffer id is held by the device (popped, not yet used). */
-  private readonly inFlight: Uint8Array;
+  private readonly inFlightIds: Uint8Array;
   /** Ring slots each in-flight buffer took: how far its used descriptor skips. */
   private readonly slots: Uint16Array;
   /** Writable bytes of each in-flight buffer: the largest length `pushUsed` accepts. */
@@ -105,7 +105,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.index = options.index ?? 0;
     this.views = new PackedRingViews(layout, resolved);
     this.reader = new PackedChainReader(this.views, options.memory, this.size, this.features.indirect, this.index);
-    this.inFlight = new Uint8Array(this.size);
+    this.inFlightIds = new Uint8Array(this.size);
     this.slots = new Uint16Array(this.size);
     this.writable = new Uint32Array(this.size);
     this.order = new Uint16Array(this.size);
@@ -127,7 +127,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     queue.nextUsed = state.nextUsed;
     queue.usedWrapCounter = state.usedWrapCounter;
     for (const { id, descriptorCount } of state.inFlight) {
-      queue.inFlight[id] = 1;
+      queue.inFlightIds[id] = 1;
       queue.slots[id] = descriptorCount;
       queue.writable[id] = UNKNOWN_WRITABLE;
       queue.inFlightSlots += descriptorCount;
@@ -146,6 +146,11 @@ export class PackedDeviceQueue implements DeviceQueue {
   }
 
   /** Buffers popped and not yet returned. */
+  /** Buffers popped and not yet returned (the `DeviceQueue` contract). */
+  get inFlight(): number {
+    return this.inFlightCount;
+  }
+
   get inFlightCount(): number {
     return this.inFlightBuffers;
   }
@@ -161,7 +166,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     const id = this.reader.lastId;
     if (id >= this.size) return this.fail('DESCRIPTOR_INDEX_OUT_OF_RANGE', 'buffer id is not below the queue size', { head: id, descriptor: position });
-    if (this.inFlight[id] !== 0) return this.fail('HEAD_IN_FLIGHT', 'buffer id made available again while the device holds it', { head: id, descriptor: position });
+    if (this.inFlightIds[id] !== 0) return this.fail('HEAD_IN_FLIGHT', 'buffer id made available again while the device holds it', { head: id, descriptor: position });
     if (this.inFlightSlots + count > this.size) {
       // §2.8.16: "A driver MUST NOT change a descriptor unless it observes the VIRTQ_DESC_F_USED
       // bit in its flags being changed": more slots than the ring holds means it did.
@@ -175,7 +180,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       this.availWrapCounter = !this.availWrapCounter;
     }
     this.nextAvail = next;
-    this.inFlight[id] = 1;
+    this.inFlightIds[id] = 1;
     this.slots[id] = count;
     this.inFlightSlots += count;
     this.inFlightBuffers++;
@@ -269,7 +274,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.availWrapCounter = true;
     this.nextUsed = 0;
     this.usedWrapCounter = true;
-    this.inFlight.fill(0);
+    this.inFlightIds.fill(0);
     this.inFlightSlots = 0;
     this.inFlightBuffers = 0;
     this.orderHead = 0;
@@ -290,7 +295,7 @@ export class PackedDeviceQueue implements DeviceQueue {
         if (++k === this.size) k = 0;
       }
     } else {
-      for (let id = 0; id < this.size; id++) if (this.inFlight[id] !== 0) inFlight.push({ id, descriptorCount: this.slots[id]! });
+      for (let id = 0; id < this.size; id++) if (this.inFlightIds[id] !== 0) inFlight.push({ id, descriptorCount: this.slots[id]! });
     }
     return {
       version: 1,
@@ -317,7 +322,7 @@ export class PackedDeviceQueue implements DeviceQueue {
 
   private checkUsed(head: number, length: number, batchIndex: number): void {
     if (this.isBroken) throw new RingError('QUEUE_BROKEN', 'queue is broken; reset it', { queue: this.index }, { fatal: true });
-    if (!(head >>> 0 === head && head < this.size && this.inFlight[head] !== 0)) {
+    if (!(head >>> 0 === head && head < this.size && this.inFlightIds[head] !== 0)) {
       throw new RingError('INVALID_USED', 'pushUsed with a buffer id the device does not hold', { queue: this.index, head });
     }
     if (!(length >>> 0 === length && length <= this.writable[head]!)) {
@@ -354,7 +359,7 @@ export class PackedDeviceQueue implements DeviceQueue {
   }
 
   private release(id: number): void {
-    this.inFlight[id] = 0;
+    this.inFlightIds[id] = 0;
     this.inFlightSlots -= this.slots[id]!;
     this.inFlightBuffers--;
     if (this.features.inOrder) {

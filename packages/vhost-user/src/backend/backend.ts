@@ -10,7 +10,7 @@ import {
 import { VhostUserError } from '../errors.js';
 import { encodeReply, type DecodedRequest, type EncodedMessage, type VhostUserMessage } from '../message.js';
 import { MemoryTable } from './memory-table.js';
-import { Vring, inFlightOf } from './vring.js';
+import { Vring } from './vring.js';
 
 /** Protocol features this back-end implements. */
 export const BACKEND_PROTOCOL_FEATURES =
@@ -179,7 +179,7 @@ export class VhostUserBackend {
       }
       case 'SET_VRING_BASE': {
         const ring = this.vring(message.index, message.type);
-        if (ring.started && ring.queue && inFlightOf(ring.queue) > 0) throw new VhostUserError('PROTOCOL_VIOLATION', 'SET_VRING_BASE on a running ring', { request: message.type, queue: message.index });
+        if (ring.started && ring.queue && ring.queue.inFlight > 0) throw new VhostUserError('PROTOCOL_VIOLATION', 'SET_VRING_BASE on a running ring', { request: message.type, queue: message.index });
         ring.base = message.num;
         return null;
       }
@@ -444,7 +444,7 @@ export class VhostUserBackend {
   private async drainAll(reason: string): Promise<void> {
     const deadline = Date.now() + this.drainTimeoutMs;
     for (;;) {
-      const busy = this.vrings.reduce((n, r) => n + (r.queue ? inFlightOf(r.queue) : 0), 0);
+      const busy = this.vrings.reduce((n, r) => n + (r.queue ? r.queue.inFlight : 0), 0);
       if (busy === 0) return;
       if (Date.now() > deadline) throw new VhostUserError('PROTOCOL_VIOLATION', `${busy} requests still in flight after ${this.drainTimeoutMs} ms (${reason})`);
       await new Promise((resolve) => setTimeout(resolve, 1));

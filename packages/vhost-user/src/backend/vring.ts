@@ -51,12 +51,3 @@ export class Vring {
     this.queue = null;
   }
 }
-
-/** Requests popped by the device and not yet returned (split and packed name the counter differently). */
-export function inFlightOf(queue: DeviceQueue): number {
-  const q = queue as unknown as { inFlight?: unknown; inFlightCount?: unknown };
-  if (typeof q.inFlightCount === 'number') return q.inFlightCount;
-  if (typeof q.inFlight === 'number') return q.inFlight;
-  // Fall back to the saved state's list of in-flight heads (both layouts record it).
-  return queue.saveState().inFlight.length;
-}
