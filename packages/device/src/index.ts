@@ -18,3 +18,4 @@ export { GuestMemoryAllocator, type GuestAllocator } from './guest-allocator.js'
 export { negotiateFeatures, setDriverOk } from './driver-init.js';
 export { DeviceStatusMachine, type FeaturePolicy, type StatusWriteResult } from './status-machine.js';
 export { DeviceCore, MAX_QUEUES, type DeviceCoreOptions, type DeviceCoreState, type QueueConfig, type QueueConfigState } from './device-core.js';
+export * from './net-header.js';
