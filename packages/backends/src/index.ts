@@ -43,3 +43,4 @@ export { SENSE, decodeSense, encodeFixedSense, type SenseCode } from './scsi/sen
 export { decodeLunAddress, encodeLunAddress, type LunAddress } from './scsi/lun-address.js';
 export * from './scsi/constants.js';
 export type { ScsiDeviceState, ScsiUnitState } from './scsi/persist.js';
+export { L2Switch, type L2SwitchOptions, type L2SwitchStats } from './net/l2-switch.js';
