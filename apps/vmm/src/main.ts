@@ -35,6 +35,7 @@ function program(): Command {
     .option('--dispatch <workers|inline>', 'vCPUs as worker threads, or inline with synchronous dispatch')
     .option('--timeout <duration>', 'abandon the run after this long (e.g. 600, 10m)')
     .option('--blk <options>', 'a virtio-blk disk: path=IMG,format=raw|qcow2,readonly=on,queues=N,cache=writeback|writethrough|none, or size=64M for a memory disk (repeatable)', collect)
+    .option('--scsi <options>', 'a virtio-scsi controller with one LUN: path=IMG,format=raw|qcow2,readonly=on,cache=...,target=T,lun=L,queues=N, or size=64M for a memory disk (repeatable; a JSON config lists several LUNs per controller)', collect)
     .option('--rng', 'a virtio-rng device (repeatable)', count)
     .option('--console', 'a virtio-console device (repeatable)', count)
     .option('--console-backend <spec>', 'host side of the consoles: echo (default), stdio, pty, socket:PATH')
@@ -53,6 +54,7 @@ function program(): Command {
     .command('serve')
     .description('Serve devices to a VMM over vhost-user, like qemu-storage-daemon (one socket per device)')
     .option('--blk <options>', 'id=ID,path=IMG,format=raw|qcow2,socket=SOCK[,readonly=on][,queues=N][,serial=S][,queue-size=N] (repeatable)', collect)
+    .option('--scsi <options>', 'id=ID,path=IMG,format=raw|qcow2,socket=SOCK[,readonly=on][,queues=N][,serial=S] — a virtio-scsi adapter, the image as target 0 LUN 0 (repeatable)', collect)
     .option('--net <options>', 'id=ID,tap=NAME,socket=SOCK[,queues=N] (repeatable)', collect)
     .option('--rng <options>', 'id=ID,socket=SOCK[,rate=BYTES_PER_SECOND] (repeatable)', collect)
     .action(async (options: ServeCommandOptions) => {

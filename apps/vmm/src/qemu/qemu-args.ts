@@ -38,6 +38,8 @@ export function qemuArgs(machine: QemuMachine): string[] {
     if (device.kind === 'blk') {
       // The front-end's packed= decides the ring layout; the back-end offers both.
       args.push('-device', `vhost-user-blk-pci,chardev=${device.id},num-queues=${device.queues}`);
+    } else if (device.kind === 'scsi') {
+      args.push('-device', `vhost-user-scsi-pci,chardev=${device.id},num_queues=${device.queues},virtqueue_size=${device.queueSize}`);
     } else {
       args.push('-device', `vhost-user-rng-pci,chardev=${device.id}`);
     }

@@ -79,6 +79,7 @@ describe('qemuArgs', () => {
   const devices: ServeDeviceSpec[] = [
     { kind: 'blk', id: 'blk0', path: '/i', format: 'raw', socket: '/s/blk0.sock', readOnly: false, queues: 2, queueSize: 256, serial: 'blk0', packed: true },
     { kind: 'rng', id: 'rng0', socket: '/s/rng0.sock', rate: 0 },
+    { kind: 'scsi', id: 'scsi0', path: '/j', format: 'qcow2', socket: '/s/scsi0.sock', readOnly: false, queues: 2, queueSize: 128, serial: 'scsi0', packed: true },
   ];
   const args = qemuArgs({ kernel: '/k', initrd: '/i.cpio', append: 'quiet', memory: 300 * 2 ** 20 + 1, vcpus: 2, devices, scriptFile: '/s/script.sh' });
   const after = (flag: string): string[] => args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : []));
@@ -89,9 +90,9 @@ describe('qemuArgs', () => {
     expect(after('-numa')).toEqual(['node,memdev=mem']);
   });
 
-  it('attaches every device through its socket, blk with its queue count', () => {
-    expect(after('-chardev')).toEqual(['socket,id=blk0,path=/s/blk0.sock', 'socket,id=rng0,path=/s/rng0.sock']);
-    expect(after('-device')).toEqual(['vhost-user-blk-pci,chardev=blk0,num-queues=2', 'vhost-user-rng-pci,chardev=rng0']);
+  it('attaches every device through its socket, blk and scsi with their queue counts', () => {
+    expect(after('-chardev')).toEqual(['socket,id=blk0,path=/s/blk0.sock', 'socket,id=rng0,path=/s/rng0.sock', 'socket,id=scsi0,path=/s/scsi0.sock']);
+    expect(after('-device')).toEqual(['vhost-user-blk-pci,chardev=blk0,num-queues=2', 'vhost-user-rng-pci,chardev=rng0', 'vhost-user-scsi-pci,chardev=scsi0,num_queues=2,virtqueue_size=128']);
   });
 
   it('runs TCG with the serial console on stdio, the kernel, initrd, command line and script', () => {

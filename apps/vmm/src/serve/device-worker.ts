@@ -3,7 +3,7 @@
 // reach this thread through an epoll waiter, never through the main thread's event loop.
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { BlkDevice, RngDevice } from '@virtio-ts/backends';
+import { BlkDevice, RngDevice, ScsiDevice } from '@virtio-ts/backends';
 import type { BlockDriver } from '@virtio-ts/block';
 import { openImage } from '@virtio-ts/block/node';
 import type { VirtioDevice } from '@virtio-ts/device';
@@ -39,6 +39,21 @@ async function buildDevice(): Promise<{ device: VirtioDevice; driver?: BlockDriv
     const driver = await openImage(spec.path, { format: spec.format, readOnly: spec.readOnly });
     const device = new BlkDevice({ driver, readOnly: spec.readOnly, serial: spec.serial, numQueues: spec.queues, queueSize: spec.queueSize, packed: spec.packed });
     return { device, driver, describe: `blk ${spec.path} (${spec.format}, ${(driver.length / 2 ** 20).toFixed(0)} MiB${spec.readOnly ? ', read-only' : ''}, ${spec.queues} queue(s))` };
+  }
+  if (spec.kind === 'scsi') {
+    const driver = await openImage(spec.path, { format: spec.format, readOnly: spec.readOnly });
+    try {
+      const device = new ScsiDevice({
+        luns: [{ target: 0, lun: 0, unit: { driver, readOnly: spec.readOnly, serial: spec.serial } }],
+        numQueues: spec.queues,
+        queueSize: spec.queueSize,
+        packed: spec.packed,
+      });
+      return { device, driver, describe: `scsi ${spec.path} (${spec.format}, ${(driver.length / 2 ** 20).toFixed(0)} MiB${spec.readOnly ? ', read-only' : ''}, target 0 lun 0, ${spec.queues} request queue(s))` };
+    } catch (error) {
+      await driver.close().catch(() => undefined);
+      throw error;
+    }
   }
   const device = new RngDevice(spec.rate > 0 ? { rateLimit: { bytes: spec.rate, periodMs: 1000 } } : {});
   return { device, describe: `rng${spec.rate > 0 ? ` (${spec.rate} B/s)` : ''}` };

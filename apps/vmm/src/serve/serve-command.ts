@@ -5,6 +5,7 @@ export interface ServeCommandOptions {
   readonly blk?: string[];
   readonly net?: string[];
   readonly rng?: string[];
+  readonly scsi?: string[];
 }
 
 /**

@@ -25,7 +25,23 @@ export interface ServeRngSpec {
   readonly rate: number;
 }
 
-export type ServeDeviceSpec = ServeBlkSpec | ServeRngSpec;
+/** One `--scsi` device of `vmm serve`: a virtio-scsi host adapter with the image as target 0 LUN 0. */
+export interface ServeScsiSpec {
+  readonly kind: 'scsi';
+  readonly id: string;
+  readonly path: string;
+  readonly format: 'raw' | 'qcow2';
+  readonly socket: string;
+  readonly readOnly: boolean;
+  /** Request queues (`num_queues`); the control and event queues come on top. */
+  readonly queues: number;
+  readonly queueSize: number;
+  /** Unit serial number (VPD page 0x80), printable ASCII, at most 36 bytes. */
+  readonly serial: string;
+  readonly packed: boolean;
+}
+
+export type ServeDeviceSpec = ServeBlkSpec | ServeRngSpec | ServeScsiSpec;
 
 function take(options: OptionList, key: string, where: string): string {
   const value = options.get(key);
@@ -81,6 +97,36 @@ export function parseBlkOption(text: string, index = 0): ServeBlkSpec {
   };
 }
 
+/**
+ * Parses `--scsi id=s0,path=IMG,format=qcow2|raw,socket=SOCK[,readonly=on][,queues=N][,serial=S]`:
+ * a virtio-scsi adapter whose target 0 LUN 0 is the image.
+ */
+export function parseScsiOption(text: string, index = 0): ServeScsiSpec {
+  const where = `--scsi #${index + 1}`;
+  const options = parseOptionList(text);
+  checkKeys(options, ['id', 'path', 'format', 'socket', 'readonly', 'queues', 'queue-size', 'serial', 'packed'], where);
+  const format = options.get('format') ?? 'raw';
+  if (format !== 'raw' && format !== 'qcow2') throw new VmmError('INVALID_OPTION', `${where}: format=${format} is not raw or qcow2`, { field: `${where}.format` });
+  const queueSize = integer(options, 'queue-size', where, 128, 4, 32768);
+  if ((queueSize & (queueSize - 1)) !== 0) throw new VmmError('INVALID_OPTION', `${where}: queue-size=${queueSize} is not a power of two`, { field: `${where}.queue-size` });
+  const id = take(options, 'id', where);
+  const serial = options.get('serial') ?? id;
+  // SPC-4 VPD 0x80: printable ASCII; ScsiLogicalUnit bounds it to 36 bytes.
+  if (serial.length > 36 || !/^[\x20-\x7e]*$/.test(serial)) throw new VmmError('INVALID_OPTION', `${where}: serial must be printable ASCII of at most 36 bytes`, { field: `${where}.serial` });
+  return {
+    kind: 'scsi',
+    id,
+    path: take(options, 'path', where),
+    format,
+    socket: take(options, 'socket', where),
+    readOnly: flag(options, 'readonly', where, false),
+    queues: integer(options, 'queues', where, 1, 1, 64),
+    queueSize,
+    serial,
+    packed: flag(options, 'packed', where, true),
+  };
+}
+
 /** Parses `--rng id=r0,socket=SOCK[,rate=BYTES_PER_SECOND]`. */
 export function parseRngOption(text: string, index = 0): ServeRngSpec {
   const where = `--rng #${index + 1}`;
@@ -90,12 +136,12 @@ export function parseRngOption(text: string, index = 0): ServeRngSpec {
 }
 
 /** All devices of one `vmm serve`, with ids and sockets unique. Nothing is started when any is bad. */
-export function parseServeOptions(input: { blk?: readonly string[]; rng?: readonly string[]; net?: readonly string[] }): ServeDeviceSpec[] {
+export function parseServeOptions(input: { blk?: readonly string[]; rng?: readonly string[]; scsi?: readonly string[]; net?: readonly string[] }): ServeDeviceSpec[] {
   if ((input.net ?? []).length > 0) {
     throw new VmmError('INVALID_OPTION', '--net: the virtio-net back-end is not available yet (it arrives with the net device)', { field: '--net' });
   }
-  const specs: ServeDeviceSpec[] = [...(input.blk ?? []).map(parseBlkOption), ...(input.rng ?? []).map(parseRngOption)];
-  if (specs.length === 0) throw new VmmError('INVALID_OPTION', 'vmm serve needs at least one --blk or --rng device');
+  const specs: ServeDeviceSpec[] = [...(input.blk ?? []).map(parseBlkOption), ...(input.scsi ?? []).map(parseScsiOption), ...(input.rng ?? []).map(parseRngOption)];
+  if (specs.length === 0) throw new VmmError('INVALID_OPTION', 'vmm serve needs at least one --blk, --scsi, --net or --rng device');
   const seen = new Set<string>();
   for (const spec of specs) {
     if (seen.has(`id:${spec.id}`)) throw new VmmError('INVALID_OPTION', `device id ${spec.id} is used twice`, { field: spec.id });

@@ -17,7 +17,9 @@ describe.skipIf(gate.skip)(`vmm serve: a vhost-user daemon for real Linux guests
   let output = '';
   let exited: Promise<number | null>;
   let image: string;
+  let scsiImage: string;
   let blkSocket: string;
+  let scsiSocket: string;
   let rngSocket: string;
 
   beforeAll(async () => {
@@ -26,8 +28,11 @@ describe.skipIf(gate.skip)(`vmm serve: a vhost-user daemon for real Linux guests
     image = path.join(dir, 'disk.qcow2');
     blkSocket = path.join(dir, 'blk.sock');
     rngSocket = path.join(dir, 'rng.sock');
+    scsiImage = path.join(dir, 'scsi.qcow2');
+    scsiSocket = path.join(dir, 'scsi.sock');
     execFileSync('qemu-img', ['create', '-f', 'qcow2', image, '128M'], { stdio: 'ignore' });
-    serve = spawn(process.execPath, [main, 'serve', '--blk', `id=d0,path=${image},format=qcow2,socket=${blkSocket},queues=2,serial=serve-d0`, '--rng', `id=r0,socket=${rngSocket}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    execFileSync('qemu-img', ['create', '-f', 'qcow2', scsiImage, '64M'], { stdio: 'ignore' });
+    serve = spawn(process.execPath, [main, 'serve', '--blk', `id=d0,path=${image},format=qcow2,socket=${blkSocket},queues=2,serial=serve-d0`, '--rng', `id=r0,socket=${rngSocket}`, '--scsi', `id=s0,path=${scsiImage},format=qcow2,socket=${scsiSocket},serial=serve-s0`], { stdio: ['ignore', 'pipe', 'pipe'] });
     serve.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     serve.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     exited = new Promise((resolve) => serve.on('exit', (code) => resolve(code)));
@@ -43,7 +48,7 @@ describe.skipIf(gate.skip)(`vmm serve: a vhost-user daemon for real Linux guests
     await rm(dir, { recursive: true, force: true });
   });
 
-  const boot = (script: string, signal?: AbortSignal, onOutput?: (chunk: string) => void): Promise<GuestResult> =>
+  const boot = (script: string, signal?: AbortSignal, onOutput?: (chunk: string) => void, extraArgs: string[] = []): Promise<GuestResult> =>
     buildGuest().then((guest) =>
       runGuest({
         guest,
@@ -57,11 +62,12 @@ describe.skipIf(gate.skip)(`vmm serve: a vhost-user daemon for real Linux guests
           '-object', 'memory-backend-memfd,id=mem,size=512M,share=on', '-numa', 'node,memdev=mem',
           '-chardev', `socket,id=blk0,path=${blkSocket}`, '-device', 'vhost-user-blk-pci,chardev=blk0,num-queues=2',
           '-chardev', `socket,id=rng0,path=${rngSocket}`, '-device', 'vhost-user-rng-pci,chardev=rng0',
+          ...extraArgs,
         ],
       }),
     );
 
-  it('serves blk and rng; survives the front-end dying mid-I/O and serves the next one; SIGTERM flushes and closes the image', async () => {
+  it('serves blk, scsi and rng; survives the front-end dying mid-I/O and serves the next one; SIGTERM flushes and closes the image', async () => {
     // 1. A guest that is killed (SIGKILL, no shutdown) while fio has writes in flight.
     const killer = new AbortController();
     const first = await boot(
@@ -91,17 +97,28 @@ describe.skipIf(gate.skip)(`vmm serve: a vhost-user daemon for real Linux guests
         'mount /dev/vda /mnt && echo again > /mnt/f && sync && umount /mnt',
         '/usr/sbin/e2fsck -fn /dev/vda',
         '/usr/bin/fio --name=verify --filename=/dev/vda --offset=32M --size=16M --rw=randwrite --bs=4k --iodepth=16 --ioengine=libaio --direct=1 --verify=crc32c --verify_fatal=1 --output-format=terse > /dev/null',
+        // --scsi: the adapter's target 0 LUN 0 is /dev/sda.
+        'echo SCSI=$(cat /sys/block/sda/device/vendor)/$(cat /sys/block/sda/device/model | tr " " _)/$(cat /sys/block/sda/device/vpd_pg80 | tr -cd "[:alnum:]-")/$(cat /sys/block/sda/size)',
+        '/usr/sbin/mke2fs -q -t ext4 /dev/sda',
+        'mount /dev/sda /mnt && echo on-scsi > /mnt/s && sync && umount /mnt',
+        '/usr/sbin/e2fsck -fn /dev/sda && echo SCSI-FSCK-OK',
         'echo DONE',
       ].join('\n'),
+      undefined,
+      undefined,
+      ['-chardev', `socket,id=scsi0,path=${scsiSocket}`, '-device', 'vhost-user-scsi-pci,chardev=scsi0,num_queues=1,virtqueue_size=128'],
     );
     expect(second.status, second.output.slice(-3000)).toBe(0);
     expect(second.output).toContain('SERIAL=serve-d0');
+    expect(second.output).toContain('SCSI=VIRTIOTS/VIRTUAL_DISK____/serve-s0/131072');
+    expect(second.output).toContain('SCSI-FSCK-OK');
     expect(second.output).toContain('DONE');
 
     // 3. SIGTERM: flush, close, exit 0; the image is consistent.
     serve.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(output).toContain('d0: image flushed and closed');
+    expect(output).toContain('s0: image flushed and closed');
     expect(output).toMatch(/connection 2 closed by the front-end/);
     const check = JSON.parse(execFileSync('qemu-img', ['check', '--output=json', image], { encoding: 'utf8' })) as Record<string, number>;
     expect(check['corruptions'] ?? 0).toBe(0);
@@ -109,5 +126,11 @@ describe.skipIf(gate.skip)(`vmm serve: a vhost-user daemon for real Linux guests
     const flat = path.join(dir, 'flat.raw');
     execFileSync('qemu-img', ['convert', '-O', 'raw', image, flat]);
     execFileSync('/usr/sbin/e2fsck', ['-fn', flat], { stdio: 'ignore' });
+    const scsiCheck = JSON.parse(execFileSync('qemu-img', ['check', '--output=json', scsiImage], { encoding: 'utf8' })) as Record<string, number>;
+    expect(scsiCheck['corruptions'] ?? 0).toBe(0);
+    expect(scsiCheck['check-errors'] ?? 0).toBe(0);
+    const scsiFlat = path.join(dir, 'scsi-flat.raw');
+    execFileSync('qemu-img', ['convert', '-O', 'raw', scsiImage, scsiFlat]);
+    expect(execFileSync('/usr/sbin/debugfs', ['-R', 'cat /s', scsiFlat], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()).toBe('on-scsi');
   }, 600_000);
 });

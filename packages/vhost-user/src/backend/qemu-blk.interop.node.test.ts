@@ -79,11 +79,13 @@ describe.skipIf(gate.skip)(`Linux's virtio_blk over vhost-user against our back-
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('raw, split ring, event idx, two queues on two vCPUs: size and serial, ext4 + fsck clean, fio crc32c verify at depth 16', async () => {
+  it('raw, split ring, event idx, two queues on two vCPUs: model (virtio id 2), size and serial, ext4 + fsck clean, fio crc32c verify at depth 16', async () => {
     const image = path.join(dir, 'split.raw');
     execFileSync('qemu-img', ['create', '-f', 'raw', image, '64M'], { stdio: 'ignore' });
     const { guest, server } = await bootWithOurBlk(image, [
       'echo SIZE=$(cat /sys/block/vda/size) SERIAL=$(cat /sys/block/vda/serial) HWQ=$(ls /sys/block/vda/mq | wc -l)',
+      // The device model: the virtio device behind vda is virtio device id 2 (block, VIRTIO 1.3 §5) from the virtio vendor.
+      'echo MODEL=$(cat /sys/block/vda/device/modalias) VENDOR=$(cat /sys/block/vda/device/vendor) DEVICE=$(cat /sys/block/vda/device/device) DRIVER=$(basename $(readlink /sys/block/vda/device/driver))',
       '/usr/sbin/mke2fs -q -t ext4 /dev/vda 32M',
       'mount /dev/vda /mnt && echo virtio-ts > /mnt/hello && sync && umount /mnt',
       '/usr/sbin/e2fsck -fn /dev/vda',
@@ -92,6 +94,7 @@ describe.skipIf(gate.skip)(`Linux's virtio_blk over vhost-user against our back-
     ].join('\n'), { queues: 2 });
     expectGuestOk(guest);
     expect(guest.output).toContain('SIZE=131072 SERIAL=virtio-ts-0001 HWQ=2');
+    expect(guest.output).toContain('MODEL=virtio:d00000002v00001AF4 VENDOR=0x1af4 DEVICE=0x0002 DRIVER=virtio_blk');
     expect(guest.output).toContain('FIO-OK');
     expect(server.reason).toBe('closed');
     expect(server.kicks.length).toBe(2);

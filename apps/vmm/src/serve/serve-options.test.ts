@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { VmmError } from '../errors.js';
+import { parseBlkOption, parseRngOption, parseScsiOption, parseServeOptions } from './serve-options.js';
+
+const codeOf = (f: () => unknown): string | undefined => {
+  try {
+    f();
+  } catch (error) {
+    return VmmError.isInstance(error) ? error.code : 'not a VmmError';
+  }
+  return undefined;
+};
+
+describe('vmm serve options', () => {
+  it('--blk: defaults (raw, one queue, serial = id, packed offered)', () => {
+    expect(parseBlkOption('id=d0,path=/i,socket=/s')).toEqual({ kind: 'blk', id: 'd0', path: '/i', format: 'raw', socket: '/s', readOnly: false, queues: 1, queueSize: 256, serial: 'd0', packed: true });
+  });
+
+  it('--scsi: every key, and the same defaults as --blk with queue-size 128', () => {
+    expect(parseScsiOption('id=s0,path=/i.qcow2,format=qcow2,socket=/s,readonly=on,queues=2,serial=SER-1,queue-size=64,packed=off')).toEqual({
+      kind: 'scsi', id: 's0', path: '/i.qcow2', format: 'qcow2', socket: '/s', readOnly: true, queues: 2, queueSize: 64, serial: 'SER-1', packed: false,
+    });
+    expect(parseScsiOption('id=s1,path=/i,socket=/s')).toMatchObject({ format: 'raw', readOnly: false, queues: 1, queueSize: 128, serial: 's1', packed: true });
+  });
+
+  it('--scsi: rejects what the adapter cannot serve (bad format, queue size, serial, unknown key, missing path)', () => {
+    for (const bad of [
+      'id=s0,path=/i,socket=/s,format=vmdk',
+      'id=s0,path=/i,socket=/s,queue-size=100',
+      'id=s0,path=/i,socket=/s,queues=0',
+      `id=s0,path=/i,socket=/s,serial=${'x'.repeat(37)}`,
+      'id=s0,path=/i,socket=/s,serial=caf\u00e9',
+      'id=s0,path=/i,socket=/s,wwn=1',
+      'id=s0,socket=/s',
+    ]) {
+      expect(codeOf(() => parseScsiOption(bad)), bad).toBe('INVALID_OPTION');
+    }
+  });
+
+  it('--rng: rate is bytes per second', () => {
+    expect(parseRngOption('id=r0,socket=/r,rate=1024')).toEqual({ kind: 'rng', id: 'r0', socket: '/r', rate: 1024 });
+  });
+
+  it('ids and sockets are unique across all device kinds; at least one device', () => {
+    expect(parseServeOptions({ blk: ['id=a,path=/i,socket=/1'], scsi: ['id=b,path=/j,socket=/2'], rng: ['id=c,socket=/3'] }).map((s) => s.kind)).toEqual(['blk', 'scsi', 'rng']);
+    expect(codeOf(() => parseServeOptions({ blk: ['id=a,path=/i,socket=/1'], scsi: ['id=a,path=/j,socket=/2'] }))).toBe('INVALID_OPTION');
+    expect(codeOf(() => parseServeOptions({ blk: ['id=a,path=/i,socket=/1'], scsi: ['id=b,path=/j,socket=/1'] }))).toBe('INVALID_OPTION');
+    expect(codeOf(() => parseServeOptions({}))).toBe('INVALID_OPTION');
+  });
+});
