@@ -26,7 +26,7 @@ export default tseslint.config(
       ...pureLayers.map((p) => `packages/${p}/src/**/*.ts`),
       'packages/block/src/**/*.ts',
     ],
-    ignores: ['packages/block/src/node/**', '**/*.test.ts', '**/testing/node*.ts', '**/*.worker.ts'],
+    ignores: ['packages/block/src/node/**', 'packages/backends/src/node/**', '**/*.test.ts', '**/testing/node*.ts', '**/*.worker.ts'],
     rules: {
       'no-restricted-imports': [
         'error',

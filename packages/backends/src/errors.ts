@@ -13,12 +13,18 @@ export type BackendErrorCode =
   /** A host-side call that needs an activated device (or a negotiated feature) came too early. */
   | 'NOT_READY'
   /** A console port number that does not exist. */
-  | 'NO_SUCH_PORT';
+  | 'NO_SUCH_PORT'
+  /** A host I/O call of a net back-end failed (TAP, socket); `context.errno` names the errno, `cause` has the details. */
+  | 'HOST_IO'
+  /** A net back-end's peer broke its framing (a `-netdev stream` length of 0 or over 65549); that connection is closed. */
+  | 'PEER_PROTOCOL';
 
 export interface BackendErrorContext {
   readonly device?: string;
   readonly field?: string;
   readonly port?: number;
+  /** The errno name (`EBADF`, `ENOENT`, ...) of a failed host call. */
+  readonly errno?: string;
 }
 
 /**
