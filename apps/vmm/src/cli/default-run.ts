@@ -1,4 +1,4 @@
-import type { VmConfig } from '../config/schema.js';
+import { guestDisks, type VmConfig } from '../config/schema.js';
 
 /** Size of the embedded default run's temporary qcow2 disk. */
 export const DEFAULT_DISK_SIZE = 64 * 2 ** 20;
@@ -12,16 +12,15 @@ export function defaultDevices(diskPath: string): Record<string, unknown>[] {
 }
 
 /**
- * Workloads for a run that names none: for each writable disk `verify` over 16 MiB then a short
- * random read/write `bench`, for a read-only disk a short `randread` bench; `console` and `rng`
- * for those devices.
+ * Workloads for a run that names none: for each writable disk (blk device or scsi LUN) `verify`
+ * over 16 MiB then a short random read/write `bench`, for a read-only disk a short `randread`
+ * bench; `console` and `rng` for those devices.
  */
 export function defaultWorkloads(devices: VmConfig['devices']): Record<string, unknown>[] {
   const workloads: Record<string, unknown>[] = [];
   let disk = 0;
-  for (const device of devices) {
-    if (device.type !== 'blk') continue;
-    if (!device.readOnly) {
+  for (const { medium } of guestDisks({ devices })) {
+    if (!medium.readOnly) {
       workloads.push({ type: 'verify', disk, size: '16M', bs: '64k', iodepth: 8 });
       workloads.push({ type: 'bench', disk, rw: 'randrw', bs: '4k', iodepth: 8, runtime: 1 });
     } else {

@@ -15,6 +15,8 @@ export interface ConfigFlags {
   readonly timeout?: string;
   /** Each `--blk` option list. */
   readonly blk?: readonly string[];
+  /** Each `--scsi` option list (a controller with one LUN). */
+  readonly scsi?: readonly string[];
   /** How many times `--rng` was given. */
   readonly rng?: number;
   /** How many times `--console` was given. */
@@ -28,7 +30,7 @@ export interface ConfigFlags {
 /** Option-list keys spelled differently on the command line (QEMU's spelling) and in JSON. */
 const KEY_NAMES: Readonly<Record<string, string>> = { readonly: 'readOnly', 'event-idx': 'eventIdx', 'queue-size': 'queueSize' };
 /** Keys whose values are integers in the JSON config. */
-const INTEGER_KEYS = new Set(['vcpus', 'queueSize', 'queues', 'iodepth', 'numjobs', 'disk', 'seed', 'rwmixread']);
+const INTEGER_KEYS = new Set(['vcpus', 'queueSize', 'queues', 'iodepth', 'numjobs', 'disk', 'seed', 'rwmixread', 'target', 'lun']);
 /** Keys whose values are booleans in the JSON config. */
 const BOOLEAN_KEYS = new Set(['readOnly', 'eventIdx', 'indirect']);
 
@@ -62,6 +64,16 @@ function objectFromOptions(type: string, options: OptionList, what: string): Rec
 /** `--blk path=IMG,format=qcow2,readonly=on,queues=2,cache=writeback` (implied key: path). */
 export function blkFromFlag(text: string): Record<string, unknown> {
   return objectFromOptions('blk', parseOptionList(text, 'path'), '--blk');
+}
+
+/**
+ * `--scsi path=IMG,format=qcow2,queues=2,target=0,lun=0` (implied key: path): a virtio-scsi
+ * controller with one LUN. `queues` is the controller's; every other key is the LUN's. (A JSON
+ * config lists several LUNs under one controller.)
+ */
+export function scsiFromFlag(text: string): Record<string, unknown> {
+  const { type, queues, ...lun } = objectFromOptions('scsi', parseOptionList(text, 'path'), '--scsi');
+  return queues === undefined ? { type, luns: [lun] } : { type, queues, luns: [lun] };
 }
 
 /** `--workload bench,rw=randread,bs=4k,iodepth=32` (implied key: type). */
@@ -104,6 +116,7 @@ export function configFromFlags(flags: ConfigFlags, base: unknown = {}): Record<
   }
   const devices: Record<string, unknown>[] = [];
   for (const text of flags.blk ?? []) devices.push(blkFromFlag(text));
+  for (const text of flags.scsi ?? []) devices.push(scsiFromFlag(text));
   for (let i = 0; i < (flags.rng ?? 0); i++) devices.push({ type: 'rng' });
   for (let i = 0; i < (flags.console ?? 0); i++) devices.push(flags.consoleBackend === undefined ? { type: 'console' } : { type: 'console', backend: flags.consoleBackend });
   if (devices.length > 0) config.devices = devices;

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { VmmError } from '../errors.js';
 import { configFromFlags, type ConfigFlags } from './flags.js';
-import { parseVmConfig } from './schema.js';
+import { guestDisks, parseVmConfig } from './schema.js';
 
 function errorOf(input: unknown): VmmError {
   try {
@@ -24,7 +24,18 @@ describe('parseVmConfig', () => {
   const disk = { type: 'blk', path: 'a.img' };
   const table: [string, unknown, string, string][] = [
     ['format qcow3', { devices: [{ ...disk, format: 'qcow3' }] }, 'devices.0.format', 'Expected ("raw" | "qcow2") but received "qcow3" → at devices.0.format'],
-    ['unknown device', { devices: [{ type: 'net' }] }, 'devices.0.type', 'received "net"'],
+    ['unknown device', { devices: [{ type: 'gpu' }] }, 'devices.0.type', 'received "gpu"'],
+    ['scsi without LUNs', { devices: [{ type: 'scsi', luns: [] }] }, 'devices.0.luns', 'Expected at least one LUN'],
+    ['scsi LUN list missing', { devices: [{ type: 'scsi' }] }, 'devices.0.luns', 'Expected "luns" but received undefined'],
+    ['scsi 17 LUNs', { devices: [{ type: 'scsi', luns: Array.from({ length: 17 }, () => ({ size: '1M' })) }] }, 'devices.0.luns', 'Expected at most 16 LUNs'],
+    ['scsi target 256', { devices: [{ type: 'scsi', luns: [{ size: '1M', target: 256 }] }] }, 'devices.0.luns.0.target', 'Expected <=255'],
+    ['scsi lun 16384', { devices: [{ type: 'scsi', luns: [{ size: '1M', lun: 16384 }] }] }, 'devices.0.luns.0.lun', 'Expected <=16383'],
+    ['scsi lun -1', { devices: [{ type: 'scsi', luns: [{ size: '1M', lun: -1 }] }] }, 'devices.0.luns.0.lun', 'Expected >=0'],
+    ['scsi LUN without a medium', { devices: [{ type: 'scsi', luns: [{ format: 'raw' }] }] }, 'devices.0.luns.0', 'exactly one of "path"'],
+    ['scsi two LUNs at one address', { devices: [{ type: 'scsi', luns: [{ size: '1M', lun: 1 }, { size: '1M', target: 0, lun: 1 }] }] }, 'devices.0', 'own target:lun'],
+    ['scsi queues 0', { devices: [{ type: 'scsi', queues: 0, luns: [{ size: '1M' }] }] }, 'devices.0.queues', 'Expected >=1'],
+    ['scsi unknown LUN key', { devices: [{ type: 'scsi', luns: [{ size: '1M', wwn: 5 }] }] }, 'devices.0.luns.0.wwn', 'received "wwn"'],
+    ['verify past the scsi LUNs', { devices: [disk, { type: 'scsi', luns: [{ size: '1M' }] }], workloads: [{ type: 'verify', disk: 2 }] }, 'workloads.0.disk', 'below 2'],
     ['cache mode', { devices: [{ ...disk, cache: 'unsafe' }] }, 'devices.0.cache', 'received "unsafe"'],
     ['queues 0', { devices: [{ ...disk, queues: 0 }] }, 'devices.0.queues', 'Expected >=1'],
     ['queues 17', { devices: [{ ...disk, queues: 17 }] }, 'devices.0.queues', 'Expected <=16'],
@@ -44,7 +55,7 @@ describe('parseVmConfig', () => {
     ['bench iodepth', { devices: [disk], workloads: [{ type: 'bench', iodepth: 5000 }] }, 'workloads.0.iodepth', 'Expected <=1024'],
     ['bench runtime', { devices: [disk], workloads: [{ type: 'bench', runtime: -1 }] }, 'workloads.0.runtime', 'Expected a duration'],
     ['bench bs', { devices: [disk], workloads: [{ type: 'bench', bs: '1G' }] }, 'workloads.0.bs', 'Expected a size in'],
-    ['verify without a disk', { workloads: [{ type: 'verify' }] }, 'workloads.0.disk', 'Expected a blk device number below 0'],
+    ['verify without a disk', { workloads: [{ type: 'verify' }] }, 'workloads.0.disk', 'Expected a disk number (blk devices and scsi LUNs) below 0'],
     ['verify a read-only disk', { devices: [{ ...disk, readOnly: true }], workloads: [{ type: 'verify' }] }, 'workloads.0.disk', 'read-only'],
     ['randwrite a read-only disk', { devices: [{ ...disk, readOnly: true }], workloads: [{ type: 'bench', rw: 'randwrite' }] }, 'workloads.0.rw', 'read-only'],
     ['rng without a device', { workloads: [{ type: 'rng' }] }, 'workloads.0.type', 'Expected an rng device'],
@@ -104,6 +115,26 @@ describe('flags ≡ JSON', () => {
     expect(fromFlag.message).toBe(fromJson.message);
     expect(errorOf(configFromFlags({ blk: ['a.img,readonly=maybe'] })).context.field).toBe('devices.0.readOnly');
     expect(errorOf(configFromFlags({ vcpus: 'two' })).context.field).toBe('vcpus');
+  });
+
+  it('reads --scsi as a controller with one LUN; disks are numbered blk first, then scsi LUNs', () => {
+    const config = parseVmConfig(configFromFlags({ blk: ['size=1M'], scsi: ['a.qcow2,format=qcow2,queues=2,target=1,lun=5,readonly=on', 'size=2M'], workload: ['bench,disk=1,rw=randread'] }));
+    expect(config.devices).toEqual([
+      { type: 'blk', size: 2 ** 20, format: 'raw', readOnly: false, queues: 1, cache: 'writeback' },
+      { type: 'scsi', queues: 2, luns: [{ path: 'a.qcow2', format: 'qcow2', readOnly: true, cache: 'writeback', target: 1, lun: 5 }] },
+      { type: 'scsi', queues: 1, luns: [{ size: 2 * 2 ** 20, format: 'raw', readOnly: false, cache: 'writeback', target: 0, lun: 0 }] },
+    ]);
+    expect(guestDisks(config).map((d) => [d.device, d.lun?.target, d.lun?.lun])).toEqual([
+      [0, undefined, undefined],
+      [1, 1, 5],
+      [2, 0, 0],
+    ]);
+  });
+
+  it('numbers scsi LUNs without `lun` from 0 on each target', () => {
+    const config = parseVmConfig({ devices: [{ type: 'scsi', luns: [{ size: '1M' }, { size: '1M', target: 2 }, { size: '1M' }, { size: '1M', target: 2, lun: 7 }, { size: '1M', target: 2 }] }] });
+    const luns = config.devices[0]!.type === 'scsi' ? config.devices[0]!.luns.map((l) => `${l.target}:${l.lun}`) : [];
+    expect(luns).toEqual(['0:0', '2:0', '0:1', '2:7', '2:2']);
   });
 
   it('lets flags override the --config file and replace its device list', () => {

@@ -62,25 +62,68 @@ function powerOfTwo(min: number, max: number) {
   );
 }
 
+/** The medium of a disk: an image file, or a memory disk of `size` (blk devices and scsi LUNs). */
+const diskMedium = {
+  /** Image file. Without it the disk lives in memory and `size` says how large it is. */
+  path: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** Size of a memory-backed disk (only without `path`). */
+  size: v.optional(size(512, 64 * 2 ** 30)),
+  format: v.optional(v.picklist(['raw', 'qcow2']), 'raw'),
+  readOnly: v.optional(v.boolean(), false),
+  /** writeback: the guest sees a volatile cache and flushes; writethrough: every write is flushed; none: host cache bypassed where the host adapter can. */
+  cache: v.optional(v.picklist(['writeback', 'writethrough', 'none']), 'writeback'),
+};
+function exactlyOneMedium<T extends { path?: string; size?: number }>() {
+  return v.check<T, string>((d) => (d.path === undefined) !== (d.size === undefined), 'Expected exactly one of "path" (an image file) and "size" (a memory-backed disk)');
+}
+
 const BlkDeviceSchema = v.pipe(
   v.strictObject({
     type: v.literal('blk'),
-    /** Image file. Without it the disk lives in memory and `size` says how large it is. */
-    path: v.optional(v.pipe(v.string(), v.minLength(1))),
-    /** Size of a memory-backed disk (only without `path`). */
-    size: v.optional(size(512, 64 * 2 ** 30)),
-    format: v.optional(v.picklist(['raw', 'qcow2']), 'raw'),
-    readOnly: v.optional(v.boolean(), false),
+    ...diskMedium,
     /** VIRTIO_BLK_F_MQ request queues. */
     queues: v.optional(int(1, 16), 1),
-    /** writeback: the guest sees a volatile cache and flushes; writethrough: every write is flushed; none: host cache bypassed where the host adapter can. */
-    cache: v.optional(v.picklist(['writeback', 'writethrough', 'none']), 'writeback'),
   }),
-  v.check((d) => (d.path === undefined) !== (d.size === undefined), 'Expected exactly one of "path" (an image file) and "size" (a memory-backed disk)'),
+  exactlyOneMedium(),
+);
+
+/** Largest target number of a virtio-scsi LUN address (§5.6.6.1: one byte). */
+export const MAX_SCSI_TARGET = 255;
+/** Largest LUN of a virtio-scsi LUN address (flat space addressing: 14 bits). */
+export const MAX_SCSI_LUN = 16383;
+/** Logical units one scsi device may carry in a config. */
+export const MAX_SCSI_LUNS = 16;
+
+const ScsiLunSchema = v.pipe(
+  v.strictObject({
+    ...diskMedium,
+    /** Target of the LUN's address (default 0). */
+    target: v.optional(int(0, MAX_SCSI_TARGET), 0),
+    /** LUN of the address (default: how many LUNs of the same target come before it in the list). */
+    lun: v.optional(int(0, MAX_SCSI_LUN)),
+  }),
+  exactlyOneMedium(),
+);
+
+/** A virtio-scsi controller (VIRTIO 1.3 §5.6) with its logical units, each backed by a disk. */
+const ScsiDeviceSchema = v.pipe(
+  v.strictObject({
+    type: v.literal('scsi'),
+    /** Request queues (`num_queues`). */
+    queues: v.optional(int(1, 16), 1),
+    luns: v.pipe(v.array(ScsiLunSchema), v.minLength(1, 'Expected at least one LUN'), v.maxLength(MAX_SCSI_LUNS, `Expected at most ${MAX_SCSI_LUNS} LUNs`)),
+  }),
+  // A LUN without `lun` takes the next number on its target: 0 for the first LUN of each target.
+  v.transform((d) => ({ ...d, luns: d.luns.map((l, i) => ({ ...l, lun: l.lun ?? d.luns.slice(0, i).filter((o) => o.target === l.target).length })) })),
+  v.check(
+    (d) => new Set(d.luns.map((l) => `${l.target}:${l.lun}`)).size === d.luns.length,
+    'Expected every LUN at its own target:lun address',
+  ),
 );
 
 const DeviceSchema = v.variant('type', [
   BlkDeviceSchema,
+  ScsiDeviceSchema,
   v.strictObject({ type: v.literal('rng') }),
   v.strictObject({
     type: v.literal('console'),
@@ -91,8 +134,8 @@ const DeviceSchema = v.variant('type', [
 
 const VerifySchema = v.strictObject({
   type: v.literal('verify'),
-  /** Which blk device (index among the blk devices). */
-  disk: v.optional(int(0, 15), 0),
+  /** Which disk: blk devices and scsi LUNs, numbered in config order. */
+  disk: v.optional(int(0, 63), 0),
   /** Bytes of the disk to cover; default: the whole disk up to 64 MiB. */
   size: v.optional(size(512, 64 * 2 ** 30)),
   bs: v.optional(size(512, MAX_BLOCK_SIZE), 64 * 1024),
@@ -103,7 +146,7 @@ const VerifySchema = v.strictObject({
 
 const BenchSchema = v.strictObject({
   type: v.literal('bench'),
-  disk: v.optional(int(0, 15), 0),
+  disk: v.optional(int(0, 63), 0),
   rw: v.optional(v.picklist(['read', 'write', 'randread', 'randwrite', 'randrw']), 'randread'),
   bs: v.optional(size(512, MAX_BLOCK_SIZE), 4096),
   iodepth: v.optional(int(1, MAX_IODEPTH), 1),
@@ -152,6 +195,8 @@ export type VmConfig = v.InferOutput<typeof VmConfigSchema>;
 export type VmConfigInput = v.InferInput<typeof VmConfigSchema>;
 export type DeviceConfig = VmConfig['devices'][number];
 export type BlkDeviceConfig = Extract<DeviceConfig, { type: 'blk' }>;
+export type ScsiDeviceConfig = Extract<DeviceConfig, { type: 'scsi' }>;
+export type ScsiLunConfig = ScsiDeviceConfig['luns'][number];
 export type WorkloadConfig = VmConfig['workloads'][number];
 export type VerifyWorkloadConfig = Extract<WorkloadConfig, { type: 'verify' }>;
 export type BenchWorkloadConfig = Extract<WorkloadConfig, { type: 'bench' }>;
@@ -176,9 +221,30 @@ export function parseVmConfig(input: unknown): VmConfig {
   throw new VmmError('INVALID_CONFIG', `invalid config: ${lines.join('; ')}`, field === undefined ? {} : { field });
 }
 
+/** One disk the guest sees: a blk device or one LUN of a scsi device. */
+export interface GuestDiskConfig {
+  /** Index in `config.devices`. */
+  readonly device: number;
+  /** scsi: the LUN's position in the device's `luns` and its address. */
+  readonly lun?: { readonly index: number; readonly target: number; readonly lun: number };
+  readonly medium: BlkDeviceConfig | ScsiLunConfig;
+}
+
+/**
+ * The disks of a config, numbered as workloads name them (`disk: N`): every blk device and every
+ * scsi LUN, in config order (a scsi device's LUNs in list order).
+ */
+export function guestDisks(config: Pick<VmConfig, 'devices'>): GuestDiskConfig[] {
+  return config.devices.flatMap((d, device): GuestDiskConfig[] => {
+    if (d.type === 'blk') return [{ device, medium: d }];
+    if (d.type === 'scsi') return d.luns.map((l, index) => ({ device, lun: { index, target: l.target, lun: l.lun }, medium: l }));
+    return [];
+  });
+}
+
 /** Rules that span fields (valibot checks one field at a time). */
 function checkCrossFields(config: VmConfig): void {
-  const disks = config.devices.filter((d) => d.type === 'blk');
+  const disks = guestDisks(config).map((d) => d.medium);
   config.workloads.forEach((workload, index) => {
     const fail = (field: string, message: string): never => {
       const path = `workloads.${index}.${field}`;
@@ -186,7 +252,7 @@ function checkCrossFields(config: VmConfig): void {
     };
     if (workload.type === 'verify' || workload.type === 'bench') {
       const disk = disks[workload.disk];
-      if (disk === undefined) fail('disk', `Expected a blk device number below ${disks.length} but received ${workload.disk}`);
+      if (disk === undefined) fail('disk', `Expected a disk number (blk devices and scsi LUNs) below ${disks.length} but received ${workload.disk}`);
       if (workload.type === 'verify' && disk!.readOnly) fail('disk', 'Expected a writable disk for verify but the disk is read-only');
       if (workload.type === 'bench' && disk!.readOnly && workload.rw !== 'read' && workload.rw !== 'randread') {
         fail('rw', `Expected read or randread on a read-only disk but received "${workload.rw}"`);

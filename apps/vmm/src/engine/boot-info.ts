@@ -1,4 +1,4 @@
-import type { VmConfig, WorkloadConfig } from '../config/schema.js';
+import type { DeviceConfig, VmConfig, WorkloadConfig } from '../config/schema.js';
 
 /**
  * What the VMM's "firmware" tells the guest about one device: like ACPI tables or a device tree,
@@ -7,7 +7,7 @@ import type { VmConfig, WorkloadConfig } from '../config/schema.js';
 export interface BootDevice {
   /** Position in `config.devices`. */
   readonly index: number;
-  readonly kind: 'blk' | 'rng' | 'console';
+  readonly kind: DeviceConfig['type'];
   /** The vCPU whose guest kernel drives this device (its driver's state lives in that worker). */
   readonly owner: number;
   readonly transport: 'pci' | 'mmio';
@@ -15,6 +15,14 @@ export interface BootDevice {
   readonly base: number;
   /** mmio: the line interrupt's vector on the owner vCPU (pci devices allocate MSI-X vectors themselves). */
   readonly vector?: number;
+}
+
+/** One disk the guest sees (a blk device, or a LUN of a scsi device). */
+export interface BootDisk {
+  /** Position in `config.devices`. */
+  readonly device: number;
+  /** scsi: the LUN's address. */
+  readonly scsi?: { readonly target: number; readonly lun: number };
 }
 
 /** Everything a vCPU needs to boot: the machine layout and its share of the work. */
@@ -33,6 +41,6 @@ export interface BootInfo {
   readonly devices: readonly BootDevice[];
   /** Workloads this vCPU runs in order, with their position in `config.workloads`. */
   readonly workloads: readonly { readonly index: number; readonly config: WorkloadConfig; readonly seed: number }[];
-  /** config.devices index of each blk device, by disk number. */
-  readonly disks: readonly number[];
+  /** Each disk by disk number: its config.devices index, and for a scsi LUN its address. */
+  readonly disks: readonly BootDisk[];
 }

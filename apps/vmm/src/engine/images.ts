@@ -1,18 +1,18 @@
 import { createQcow2, createRaw, MemoryFile, Qcow2Driver, RawDriver, type BlockDriver, type BlockFile } from '@virtio-ts/block';
 import { NodeFile, openImage, createNodeDeflateCodec } from '@virtio-ts/block/node';
-import type { BlkDeviceConfig, VmConfig } from '../config/schema.js';
+import { guestDisks, type BlkDeviceConfig, type ScsiLunConfig, type VmConfig } from '../config/schema.js';
 import { VmmError } from '../errors.js';
 import type { OpenedDisk } from './devices.js';
 import { timeBlockDriver } from './timed-block-driver.js';
 
-function imageError(device: number, error: unknown): VmmError {
+function imageError(field: string, error: unknown): VmmError {
   const message = error instanceof Error ? error.message : String(error);
   // The block layer's message already names the path and its own code.
-  return new VmmError('IMAGE', `devices.${device}: ${message}`, {}, { cause: error });
+  return new VmmError('IMAGE', `${field}: ${message}`, {}, { cause: error });
 }
 
-/** Opens one blk device's disk: the image file, or a fresh memory disk of `size` in the configured format. */
-async function openDisk(device: BlkDeviceConfig): Promise<{ driver: BlockDriver; path?: string }> {
+/** Opens one disk (a blk device's, a scsi LUN's): the image file, or a fresh memory disk of `size` in the configured format. */
+async function openDisk(device: BlkDeviceConfig | ScsiLunConfig): Promise<{ driver: BlockDriver; path?: string }> {
   if (device.path !== undefined) {
     // Backing files stay refused (HOSTILE-INPUTS H18): `vmm run` opens only the image it is given.
     const driver = await openImage(device.path, { format: device.format, readOnly: device.readOnly, codecs: { deflate: createNodeDeflateCodec() } });
@@ -32,24 +32,30 @@ async function createDriver(file: BlockFile, format: 'raw' | 'qcow2', size: numb
 }
 
 /**
- * Opens the disk of every blk device, keyed by device index, each wrapped to time the backing
- * store. All or nothing: when one fails, those already open are closed and IMAGE names the device.
+ * Opens every disk of the config (blk devices and scsi LUNs), by disk number, each wrapped to
+ * time the backing store. All or nothing: when one fails, those already open are closed and IMAGE
+ * names the device (`devices.2.luns.1: ...`).
  */
-export async function openDisks(config: VmConfig): Promise<Map<number, OpenedDisk>> {
-  const disks = new Map<number, OpenedDisk>();
+export async function openDisks(config: Pick<VmConfig, 'devices'>): Promise<OpenedDisk[]> {
+  const disks: OpenedDisk[] = [];
   try {
-    for (const [index, device] of config.devices.entries()) {
-      if (device.type !== 'blk') continue;
+    for (const disk of guestDisks(config)) {
       try {
-        const { driver, path } = await openDisk(device);
-        disks.set(index, { driver: timeBlockDriver(driver), format: device.format, ...(path === undefined ? {} : { path }) });
+        const { driver, path } = await openDisk(disk.medium);
+        disks.push({
+          driver: timeBlockDriver(driver),
+          format: disk.medium.format,
+          device: disk.device,
+          ...(disk.lun === undefined ? {} : { lun: disk.lun }),
+          ...(path === undefined ? {} : { path }),
+        });
       } catch (error) {
-        throw imageError(index, error);
+        throw imageError(disk.lun === undefined ? `devices.${disk.device}` : `devices.${disk.device}.luns.${disk.lun.index}`, error);
       }
     }
     return disks;
   } catch (error) {
-    await Promise.allSettled([...disks.values()].map((d) => d.driver.close()));
+    await Promise.allSettled(disks.map((d) => d.driver.close()));
     throw error;
   }
 }

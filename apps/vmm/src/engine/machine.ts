@@ -1,13 +1,13 @@
 import { VIRTIO_CONFIG_S_NEEDS_RESET, type VirtioDevice } from '@virtio-ts/device';
 import { GuestMemory } from '@virtio-ts/memory';
 import { PciBus, type MsiSink } from '@virtio-ts/pci';
-import type { DeviceConfig, VmConfig } from '../config/schema.js';
+import { guestDisks, type DeviceConfig, type VmConfig } from '../config/schema.js';
 import { VmmError } from '../errors.js';
 import { MmioBus } from '../machine/bus.js';
 import { DoorbellTable, MAX_DOORBELLS, type DoorbellRegistration } from '../machine/doorbells.js';
 import { raiseInterrupt } from '../machine/interrupt-lines.js';
 import { decodeMsi } from '../machine/msi.js';
-import type { BootDevice, BootInfo } from './boot-info.js';
+import type { BootDevice, BootDisk, BootInfo } from './boot-info.js';
 import { PLATFORM_CONTROL_BASE, PLATFORM_CONTROL_SIZE, WORKLOAD_BEGIN, WORKLOAD_END, PCI_MMIO_BASE, PCI_MMIO_SIZE, PCI_SLOTS, RAM_RESERVED_LOW, VIRTIO_MMIO_BASE, VIRTIO_MMIO_WINDOW } from './layout.js';
 import { createSharedState, type SharedState } from './shared-state.js';
 import { pciSlot, type TransportSlot } from './transport-slot.js';
@@ -183,7 +183,7 @@ export class Machine {
 
   private bootInfos(seeds: readonly number[]): BootInfo[] {
     const config = this.config;
-    const disks = this.devices.filter((d) => d.config.type === 'blk').map((d) => d.index);
+    const disks: BootDisk[] = guestDisks(config).map((d) => ({ device: d.device, ...(d.lun === undefined ? {} : { scsi: { target: d.lun.target, lun: d.lun.lun } }) }));
     const bootDevices: BootDevice[] = this.devices.map((d) => ({
       index: d.index,
       kind: d.config.type,
@@ -193,7 +193,7 @@ export class Machine {
       vector: config.transport === 'mmio' ? MMIO_LINE_VECTOR_BASE + d.index : undefined,
     }));
     const ownerOf = (workload: VmConfig['workloads'][number]): number => {
-      if (workload.type === 'verify' || workload.type === 'bench') return this.devices[disks[workload.disk]!]!.owner;
+      if (workload.type === 'verify' || workload.type === 'bench') return this.devices[disks[workload.disk]!.device]!.owner;
       return this.devices.find((d) => d.config.type === workload.type)!.owner;
     };
     const heapShare = Math.floor((config.memory - RAM_RESERVED_LOW) / config.vcpus / 4096) * 4096;

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { randomInt } from 'node:crypto';
 import type { VmConfig } from '../config/schema.js';
-import { VmmError, type VmmErrorCode } from '../errors.js';
+import { describeError, VmmError, type VmmErrorCode } from '../errors.js';
 import { GuestKernel } from '../guest/guest-kernel.js';
 import { bringUpDevices } from '../guest/front-ends.js';
 import { probeTransports } from '../guest/attach-devices.js';
@@ -48,14 +48,13 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
   let machine: Machine | undefined;
   try {
     const seeds = config.workloads.map((w) => (w.type === 'verify' && w.seed !== undefined ? w.seed : randomInt(2 ** 32)));
-    machine = Machine.create(config, (deviceConfig, index) => createDevice(config, deviceConfig, disks.get(index)), seeds);
+    machine = Machine.create(config, (deviceConfig, index) => createDevice(config, deviceConfig, disks.filter((d) => d.device === index)), seeds);
     const results = new Array<WorkloadResult | undefined>(config.workloads.length);
     // Backing-store time per workload, between its begin and end exits (exact: the vCPU is stopped in each).
     const diskOf = (workload: number): OpenedDisk | undefined => {
       const w = config.workloads[workload];
       if (w === undefined || (w.type !== 'bench' && w.type !== 'verify')) return undefined;
-      const deviceIndex = machine!.boot[0]!.disks[w.disk];
-      return deviceIndex === undefined ? undefined : disks.get(deviceIndex);
+      return disks[w.disk];
     };
     const backing = new Map<number, { ns: number; requests: number }>();
     machine.onWorkloadBoundary = (boundary, workload) => {
@@ -86,7 +85,7 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
         const b = backing.get(index);
         return r.type === 'bench' && b !== undefined ? [{ ...r, backingNs: b.ns, backingRequests: b.requests }] : [r];
       }),
-      devices: machine.devices.map((d): DeviceReport => deviceReport(machine!, d, disks.get(d.index))),
+      devices: machine.devices.map((d): DeviceReport => deviceReport(machine!, d, disks.filter((disk) => disk.device === d.index))),
       machine: {
         ...counters,
         interrupts: machine.interrupts,
@@ -99,19 +98,19 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
   } finally {
     if (machine !== undefined) await drainDevices(machine).catch(() => undefined);
     if (machine !== undefined) for (const d of machine.devices) closeConsoleHost(d.device);
-    await Promise.allSettled([...disks.values()].map((d) => d.driver.close()));
+    await Promise.allSettled(disks.map((d) => d.driver.close()));
   }
 }
 
-function deviceReport(machine: Machine, device: Machine['devices'][number], disk: OpenedDisk | undefined): DeviceReport {
+function deviceReport(machine: Machine, device: Machine['devices'][number], disks: readonly OpenedDisk[]): DeviceReport {
   const metrics = (device.device as { metrics?: { toJSON(): Record<string, unknown> } }).metrics;
   return {
     name: device.name,
-    description: describeDevice(device.config, disk),
+    description: describeDevice(device.config, disks),
     needsReset: machine.needsReset(device),
     metrics: metrics?.toJSON(),
-    backingNs: disk?.driver.busyNs,
-    backingRequests: disk?.driver.requests,
+    backingNs: disks.length === 0 ? undefined : disks.reduce((sum, d) => sum + d.driver.busyNs, 0),
+    backingRequests: disks.length === 0 ? undefined : disks.reduce((sum, d) => sum + d.driver.requests, 0),
   };
 }
 
@@ -133,9 +132,15 @@ async function runInline(machine: Machine, hooks: VcpuHooks, options: RunOptions
   await Promise.all(
     machine.boot.map(async (boot) => {
       const kernel = kernels[boot.vcpu]!;
-      const devices = await bringUpDevices(kernel, boot, probeTransports(kernel, boot));
-      if (boot.vcpu === 0) await options.guestHook?.(kernel, machine);
-      await runWorkloads(kernel, boot, devices, hooks);
+      try {
+        const devices = await bringUpDevices(kernel, boot, probeTransports(kernel, boot));
+        if (boot.vcpu === 0) await options.guestHook?.(kernel, machine);
+        await runWorkloads(kernel, boot, devices, hooks);
+      } catch (error) {
+        // As from a worker: a VmmError keeps its code, a driver's error becomes GUEST_ERROR.
+        if (VmmError.isInstance(error)) throw error;
+        throw new VmmError('GUEST_ERROR', `vCPU ${boot.vcpu}: ${describeError(error)}`, { vcpu: boot.vcpu }, { cause: error });
+      }
     }),
   );
   return { exits: machine.bus.exits, doorbells: 0 };

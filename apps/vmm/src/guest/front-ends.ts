@@ -1,5 +1,5 @@
 import type { VirtioTransport } from '@virtio-ts/device';
-import { BlkDriver, RngDriver } from '@virtio-ts/drivers';
+import { BlkDriver, RngDriver, ScsiDriver, type ScsiDisk } from '@virtio-ts/drivers';
 import type { BootDevice, BootInfo } from '../engine/boot-info.js';
 import { VmmError } from '../errors.js';
 import type { GuestConsole, GuestDisk, GuestRng } from '../workloads/guest-devices.js';
@@ -20,6 +20,26 @@ function diskOf(driver: BlkDriver): GuestDisk {
   };
 }
 
+/** A scsi LUN as the workloads see it (what sd makes of it): byte offsets over its logical blocks. */
+function scsiDiskOf(disk: ScsiDisk): GuestDisk {
+  const blocks = (offset: number, length: number): { lba: number; count: number } => {
+    if (offset % disk.blockSize !== 0 || length % disk.blockSize !== 0) {
+      throw new VmmError('GUEST_ERROR', `scsi ${disk.address.target}:${disk.address.lun}: ${length} bytes at ${offset} are not whole ${disk.blockSize}-byte blocks`);
+    }
+    return { lba: offset / disk.blockSize, count: length / disk.blockSize };
+  };
+  return {
+    capacity: disk.blocks * disk.blockSize,
+    readOnly: disk.readOnly,
+    read: (offset, length) => {
+      const { lba, count } = blocks(offset, length);
+      return disk.read(lba, count);
+    },
+    write: (offset, data) => disk.write(blocks(offset, data.length).lba, data),
+    flush: () => disk.flush(),
+  };
+}
+
 /**
  * The guest kernel's device probe, second half: initialises the front-end driver of every device
  * this vCPU owns over its transport (VIRTIO 1.3 §3.1.1: reset, ACKNOWLEDGE, DRIVER, features,
@@ -27,14 +47,30 @@ function diskOf(driver: BlkDriver): GuestDisk {
  * toggles) intersected with what the drivers support.
  */
 export async function bringUpDevices(kernel: GuestKernel, boot: BootInfo, transports: ReadonlyMap<BootDevice, VirtioTransport>): Promise<GuestDevices> {
+  // Keyed by disk number (boot.disks): blk devices and scsi LUNs.
   const disks = new Map<number, GuestDisk>();
+  const disksOf = (device: number) => boot.disks.flatMap((d, number) => (d.device === device ? [{ number, scsi: d.scsi }] : []));
   const consoles = new Map<number, GuestConsole>();
   const rngs = new Map<number, GuestRng>();
   for (const [device, transport] of transports) {
     switch (device.kind) {
-      case 'blk':
-        disks.set(device.index, diskOf(BlkDriver.init(transport, { queueSize: boot.queueSize })));
+      case 'blk': {
+        const disk = diskOf(BlkDriver.init(transport, { queueSize: boot.queueSize }));
+        for (const { number } of disksOf(device.index)) disks.set(number, disk);
         break;
+      }
+      case 'scsi': {
+        const luns = disksOf(device.index);
+        // Scan only the targets the config uses (REPORT LUNS on each, as the sd scan does).
+        const scanTargets = Math.max(...luns.map((l) => l.scsi?.target ?? 0)) + 1;
+        const hba = await ScsiDriver.open(transport, { queueSize: boot.queueSize, scanTargets });
+        for (const { number, scsi } of luns) {
+          const disk = scsi === undefined ? undefined : hba.disk(scsi.target, scsi.lun);
+          if (disk === undefined) throw new VmmError('GUEST_ERROR', `scsi: the scan did not find LUN ${scsi?.target ?? '?'}:${scsi?.lun ?? '?'}`);
+          disks.set(number, scsiDiskOf(disk));
+        }
+        break;
+      }
       case 'rng': {
         const driver = RngDriver.init(transport, { queueSize: boot.queueSize });
         rngs.set(device.index, { read: (length) => driver.read(length) });

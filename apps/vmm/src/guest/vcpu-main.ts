@@ -11,6 +11,7 @@ import type { GuestKernel } from './guest-kernel.js';
 
 /** The front-ends a vCPU's kernel brought up, by config.devices index. */
 export interface GuestDevices {
+  /** By disk number (blk devices and scsi LUNs, in config order). */
   readonly disks: ReadonlyMap<number, GuestDisk>;
   readonly consoles: ReadonlyMap<number, GuestConsole>;
   readonly rngs: ReadonlyMap<number, GuestRng>;
@@ -33,8 +34,7 @@ export async function runWorkloads(kernel: GuestKernel, boot: BootInfo, devices:
       memory: kernel.memory,
       allocator: kernel.allocator,
       disk(number) {
-        const deviceIndex = boot.disks[number];
-        const disk = deviceIndex === undefined ? undefined : devices.disks.get(deviceIndex);
+        const disk = devices.disks.get(number);
         if (disk === undefined) throw new VmmError('INTERNAL', `disk ${number} is not driven by vCPU ${boot.vcpu}`, { vcpu: boot.vcpu });
         return disk;
       },

@@ -56,10 +56,27 @@ async function vmm(args: readonly string[]): Promise<VmmReport> {
  * One measurement: IOPS, MiB/s, and the stack's overhead per request — the guest's mean request
  * latency minus the backing store's mean time per request, both measured in the same run.
  */
-async function measure(blk: string, c: Case, runtime: number): Promise<{ iops: number; mibps: number; overheadNs: number }> {
+/** A disk of the model guest: the `vmm run` flag that attaches it (`--blk` or `--scsi`) and its option list. */
+interface DiskSpec {
+  readonly flag: '--blk' | '--scsi';
+  readonly options: string;
+}
+
+/** One measurement's figures. */
+export interface DiskSample {
+  readonly iops: number;
+  readonly mibps: number;
+  readonly overheadNs: number;
+}
+
+/**
+ * One measurement: IOPS, MiB/s, and the stack's overhead per request — the guest's mean request
+ * latency minus the backing store's mean time per request, both measured in the same run.
+ */
+async function measure(disk: DiskSpec, c: Case, runtime: number): Promise<DiskSample> {
   // A memory disk is new in every run: write the span first so the bench does not measure first-touch page faults.
-  const warm = blk.startsWith('size=') ? ['--workload', `verify,size=${SPAN},bs=1M,iodepth=4`] : [];
-  const report = await vmm(['--blk', blk, ...warm, '--workload', `bench,rw=${c.rw},bs=${c.bs},iodepth=${c.iodepth},runtime=${runtime}ms,size=${SPAN}`]);
+  const warm = disk.options.startsWith('size=') ? ['--workload', `verify,size=${SPAN},bs=1M,iodepth=4`] : [];
+  const report = await vmm([disk.flag, disk.options, ...warm, '--workload', `bench,rw=${c.rw},bs=${c.bs},iodepth=${c.iodepth},runtime=${runtime}ms,size=${SPAN}`]);
   const bench = report.results.find((r) => r.type === 'bench');
   if (bench?.elapsedNs === undefined || bench.latency === undefined || bench.backingRequests === undefined) throw new Error('vmm report lacks the bench result');
   const ios = (bench.reads ?? 0) + (bench.writes ?? 0);
@@ -69,12 +86,29 @@ async function measure(blk: string, c: Case, runtime: number): Promise<{ iops: n
   return { iops: ios / seconds, mibps: (bench.bytes ?? 0) / 2 ** 20 / seconds, overheadNs: guestNs - backingNs };
 }
 
+/**
+ * The rows of one disk and workload: the virtio-blk rows, then the same workload on the same
+ * medium through virtio-scsi with the blk figure beside it as the baseline (ratio = scsi / blk;
+ * the overhead rows, where lower is better, carry no ratio). Medians of the samples.
+ */
+export function diskRows(name: string, blk: readonly DiskSample[], scsi: readonly DiskSample[]): Row[] {
+  const m = (samples: readonly DiskSample[], pick: (s: DiskSample) => number): number => median(samples.map(pick));
+  return [
+    row(`${name}: IOPS`, 'IOPS', m(blk, (s) => s.iops), null),
+    row(`${name}: bandwidth`, 'MiB/s', m(blk, (s) => s.mibps), null),
+    row(`${name}: stack overhead`, 'ns/req', m(blk, (s) => s.overheadNs), null),
+    row(`${name}, scsi: IOPS`, 'IOPS', m(scsi, (s) => s.iops), m(blk, (s) => s.iops)),
+    row(`${name}, scsi: bandwidth`, 'MiB/s', m(scsi, (s) => s.mibps), m(blk, (s) => s.mibps)),
+    row(`${name}, scsi: stack overhead`, 'ns/req', m(scsi, (s) => s.overheadNs), null),
+  ];
+}
+
 export const suite: Suite = {
   name: 'vmm',
   description:
-    'vmm: the model guest (1 vCPU worker, virtio-pci, split ring, event idx + indirect) driving virtio-blk; ' +
-    'overhead = guest request latency − backing store time per request, same run',
-  peerTitle: 'peer',
+    'vmm: the model guest (1 vCPU worker, virtio-pci, split ring, event idx + indirect) driving virtio-blk, and the same ' +
+    'disks as virtio-scsi LUNs (blk beside them as the baseline); overhead = guest request latency − backing store time per request, same run',
+  peerTitle: 'blk',
   async run(options: SuiteOptions): Promise<Row[]> {
     const runtime = Math.max(200, Math.round(2000 * options.scale));
     const repeats = Math.max(1, Math.min(options.repeats, 3));
@@ -91,19 +125,21 @@ export const suite: Suite = {
       // Fill the span once through the guest: a fresh image reads unallocated clusters as zeroes without I/O.
       options.log(`preparing ${image}`);
       await vmm(['--blk', `path=${image},format=qcow2`, '--workload', `verify,size=${SPAN},bs=1M,iodepth=4`]);
+      // Each disk attached as virtio-blk and as a LUN of virtio-scsi (same medium, same workload, alternating).
       const disks: [string, string][] = [
         ['memory', 'size=256M,format=raw'],
         ['qcow2 file', `path=${image},format=qcow2`],
       ];
-      for (const [diskName, blk] of disks) {
+      for (const [diskName, medium] of disks) {
         for (const c of CASES) {
-          options.log(`${diskName}: ${c.name}`);
-          const samples = [];
-          for (let i = 0; i < repeats; i++) samples.push(await measure(blk, c, runtime));
-          const name = `${diskName}, ${c.name}`;
-          rows.push(row(`${name}: IOPS`, 'IOPS', median(samples.map((s) => s.iops)), null));
-          rows.push(row(`${name}: bandwidth`, 'MiB/s', median(samples.map((s) => s.mibps)), null));
-          rows.push(row(`${name}: stack overhead`, 'ns/req', median(samples.map((s) => s.overheadNs)), null));
+          options.log(`${diskName}: ${c.name} (blk, scsi)`);
+          const blk: DiskSample[] = [];
+          const scsi: DiskSample[] = [];
+          for (let i = 0; i < repeats; i++) {
+            blk.push(await measure({ flag: '--blk', options: medium }, c, runtime));
+            scsi.push(await measure({ flag: '--scsi', options: medium }, c, runtime));
+          }
+          rows.push(...diskRows(`${diskName}, ${c.name}`, blk, scsi));
         }
       }
     } finally {
