@@ -73,20 +73,7 @@ export function encodeNetHdr(hdr: VirtioNetHdr, out: Uint8Array, size: number = 
   if (size === VIRTIO_NET_HDR_SIZE) v.setUint16(10, hdr.numBuffers & 0xffff, true);
 }
 
-/** §5.1.4 struct virtio_net_config (little-endian). */
-export const VIRTIO_NET_CONFIG = Object.freeze({
-  mac: { offset: 0, size: 6 },
-  status: { offset: 6, size: 2 },
-  maxVirtqueuePairs: { offset: 8, size: 2 },
-  mtu: { offset: 10, size: 2 },
-  speed: { offset: 12, size: 4 },
-  duplex: { offset: 16, size: 1 },
-  rssMaxKeySize: { offset: 17, size: 1 },
-  rssMaxIndirectionTableLength: { offset: 18, size: 2 },
-  supportedHashTypes: { offset: 20, size: 4 },
-});
-/** Bytes of virtio_net_config up to and including `mtu` (what this implementation exposes). */
-export const VIRTIO_NET_CONFIG_SIZE = 12;
+// §5.1.4 struct virtio_net_config: VIRTIO_NET_CONFIG / VIRTIO_NET_CONFIG_SIZE in constants.ts.
 
 /** §5.1.6.5: control virtqueue classes, commands and acks. */
 export const VIRTIO_NET_OK = 0;
