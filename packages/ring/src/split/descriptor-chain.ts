@@ -13,24 +13,33 @@ const MAX_ADDRESS_HIGH = 0x20_0000;
 
 const EMPTY: readonly Segment[] = Object.freeze([]);
 
-/** One buffer segment of a chain. A class so that every segment has the same hidden shape. */
-export class ChainSegment implements Segment {
-  constructor(
-    readonly address: number,
-    readonly length: number,
-  ) {}
+/**
+ * One buffer segment of a chain. Built as an object literal `{ address, length }`, so that it
+ * shares its hidden class with the segments callers pass to `add()` (and the packed ring's).
+ */
+function segment(address: number, length: number): Segment {
+  return { address, length };
 }
 
 /** A validated split-ring chain, as `SplitDeviceQueue.pop()` returns it. */
 export class SplitDescriptorChain implements DescriptorChain {
-  constructor(
-    readonly head: number,
-    readonly readable: readonly Segment[],
-    readonly writable: readonly Segment[],
-    readonly readableLength: number,
-    readonly writableLength: number,
-    readonly descriptorCount: number,
-  ) {}
+  // `declare`: plain assignments in the constructor, no class-field definitions first (those
+  // would cost a define per field and widen the fields' representation).
+  declare readonly head: number;
+  declare readonly readable: readonly Segment[];
+  declare readonly writable: readonly Segment[];
+  declare readonly readableLength: number;
+  declare readonly writableLength: number;
+  declare readonly descriptorCount: number;
+
+  constructor(head: number, readable: readonly Segment[], writable: readonly Segment[], readableLength: number, writableLength: number, descriptorCount: number) {
+    this.head = head;
+    this.readable = readable;
+    this.writable = writable;
+    this.readableLength = readableLength;
+    this.writableLength = writableLength;
+    this.descriptorCount = descriptorCount;
+  }
 }
 
 /**
@@ -56,15 +65,18 @@ export class DescriptorChainReader {
   private readonly visited: Uint32Array;
   private readonly indirectVisited: Uint32Array;
   private epoch = 0;
-  /** Region of the last buffer seen: most buffers sit in the same region. */
-  private dataRegion: GuestRegion;
+  /** Bounds of the region of the last buffer seen (most buffers sit in the same region). */
+  private dataStart: number;
+  private dataEnd: number;
 
   // Accumulators of the walk in progress (fields, not closures: no allocation per walk).
-  // Scratch arrays are reused (written at index <= length, so they stay packed); each chain
-  // gets an exact-size copy.
+  // The walk validates into typed scratch (address and length of each segment, readable ones
+  // first since a readable segment never follows a writable one); the chain's segment objects
+  // and arrays are built once the whole chain has passed. Typed scratch, not arrays of objects:
+  // storing new objects into a long-lived array costs a write barrier each.
   private head = 0;
-  private readonly readable: ChainSegment[] = [];
-  private readonly writable: ChainSegment[] = [];
+  private readonly addresses: Float64Array;
+  private readonly lengths: Uint32Array;
   private readableCount = 0;
   private writableCount = 0;
   private readableLength = 0;
@@ -80,7 +92,11 @@ export class DescriptorChainReader {
     this.base32 = (descRegion.offset + descTable - descRegion.start) / 4;
     this.visited = new Uint32Array(size);
     this.indirectVisited = new Uint32Array(size);
-    this.dataRegion = descRegion;
+    // At most `size` segments per chain (pigeonhole for direct, CHAIN_TOO_LONG for indirect).
+    this.addresses = new Float64Array(size);
+    this.lengths = new Uint32Array(size);
+    this.dataStart = descRegion.start;
+    this.dataEnd = descRegion.end;
   }
 
   /**
@@ -91,21 +107,19 @@ export class DescriptorChainReader {
     // Fast path: a lone direct descriptor (no NEXT, no INDIRECT) cannot loop or overflow.
     const u32 = this.u32;
     const b = this.base32 + head * 4;
-    const flags = u32[b + 3]! & 0xffff;
+    const flags = u32[b + 3]!;
     if ((flags & (VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_INDIRECT)) === 0) {
+      const addressLow = u32[b]!;
       const addressHigh = u32[b + 1]!;
       const length = u32[b + 2]!;
-      const address = addressHigh === 0 ? u32[b]! : addressHigh * TWO_POW_32 + u32[b]!;
-      const r = this.dataRegion;
-      if (addressHigh >= MAX_ADDRESS_HIGH || address < r.start || address + length > r.end) {
+      let address = addressLow;
+      if (addressHigh !== 0 || addressLow < this.dataStart || addressLow + length > this.dataEnd) {
         this.head = head;
-        if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'buffer address is past 2^53', head);
-        this.checkMapped(address, length, head);
+        address = this.checkBuffer(addressLow, addressHigh, length, head);
       }
-      const segments = [new ChainSegment(address, length)];
       return (flags & VIRTQ_DESC_F_WRITE) === 0
-        ? new SplitDescriptorChain(head, segments, EMPTY, length, 0, 1)
-        : new SplitDescriptorChain(head, EMPTY, segments, 0, length, 1);
+        ? new SplitDescriptorChain(head, [segment(address, length)], EMPTY, length, 0, 1)
+        : new SplitDescriptorChain(head, EMPTY, [segment(address, length)], 0, length, 1);
     }
     return this.readChain(head);
   }
@@ -121,12 +135,16 @@ export class DescriptorChainReader {
     this.head = head;
 
     // Direct descriptors accumulate in locals (the hot path); an indirect table, always last,
-    // continues through the fields and addSegment().
+    // continues through the fields and addSegment(). Errors are thrown where found (`throw`, so
+    // that the compiler knows the walk does not go on and keeps its locals in registers).
     const u32 = this.u32;
+    const base32 = this.base32;
+    const size = this.size;
     const visited = this.visited;
-    const readable = this.readable;
-    const writable = this.writable;
-    let region = this.dataRegion;
+    const addresses = this.addresses;
+    const lengths = this.lengths;
+    let dataStart = this.dataStart;
+    let dataEnd = this.dataEnd;
     let readableCount = 0;
     let writableCount = 0;
     let readableLength = 0;
@@ -136,18 +154,18 @@ export class DescriptorChainReader {
     for (;;) {
       // §2.7.5.2: a chain that revisits a descriptor never ends. With no revisit, a direct chain
       // has at most `size` descriptors (pigeonhole), so CHAIN_TOO_LONG needs an indirect table.
-      if (visited[i] === epoch) this.fail('DESCRIPTOR_LOOP', 'descriptor chain loops', i);
+      if (visited[i] === epoch) throw this.error('DESCRIPTOR_LOOP', 'descriptor chain loops', i);
       visited[i] = epoch;
       descriptorCount++;
-      const b = this.base32 + i * 4;
+      const b = base32 + i * 4;
       const addressLow = u32[b]!;
       const addressHigh = u32[b + 1]!;
       const length = u32[b + 2]!;
       const flagsNext = u32[b + 3]!;
       if ((flagsNext & VIRTQ_DESC_F_INDIRECT) !== 0) {
         // §2.7.5.3.1: the driver MUST NOT set INDIRECT unless negotiated, nor with NEXT.
-        if (!this.indirectAllowed) this.fail('INDIRECT_NOT_NEGOTIATED', 'indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC', i);
-        if ((flagsNext & VIRTQ_DESC_F_NEXT) !== 0) this.fail('INDIRECT_WITH_NEXT', 'indirect descriptor also has VIRTQ_DESC_F_NEXT', i);
+        if (!this.indirectAllowed) throw this.error('INDIRECT_NOT_NEGOTIATED', 'indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC', i);
+        if ((flagsNext & VIRTQ_DESC_F_NEXT) !== 0) throw this.error('INDIRECT_WITH_NEXT', 'indirect descriptor also has VIRTQ_DESC_F_NEXT', i);
         this.readableCount = readableCount;
         this.writableCount = writableCount;
         this.readableLength = readableLength;
@@ -160,33 +178,35 @@ export class DescriptorChainReader {
         writableLength = this.writableLength;
         break;
       }
-      if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'buffer address is past 2^53', i);
-      const address = addressHigh === 0 ? addressLow : addressHigh * TWO_POW_32 + addressLow;
-      if (address < region.start || address + length > region.end) {
-        this.checkMapped(address, length, i);
-        region = this.dataRegion;
+      let address = addressLow;
+      if (addressHigh !== 0 || addressLow < dataStart || addressLow + length > dataEnd) {
+        address = this.checkBuffer(addressLow, addressHigh, length, i);
+        dataStart = this.dataStart;
+        dataEnd = this.dataEnd;
       }
-      const segment = new ChainSegment(address, length);
+      const k = readableCount + writableCount;
+      addresses[k] = address;
+      lengths[k] = length;
       if ((flagsNext & VIRTQ_DESC_F_WRITE) !== 0) {
-        writable[writableCount++] = segment;
+        writableCount++;
         writableLength += length;
       } else {
         // §2.7.4.2: the driver MUST place device-writable descriptors after device-readable ones.
-        if (writableCount !== 0) this.fail('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', i);
-        readable[readableCount++] = segment;
+        if (writableCount !== 0) throw this.error('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', i);
+        readableCount++;
         readableLength += length;
       }
       // §2.7.5.2: the total length MUST NOT exceed 2^32 - 1 (lengths are u32, so the sum stays exact).
-      if (readableLength + writableLength > MAX_CHAIN_LENGTH) this.fail('TOTAL_LENGTH_OVERFLOW', 'chain length exceeds 2^32 - 1 bytes', i);
+      if (readableLength + writableLength > MAX_CHAIN_LENGTH) throw this.error('TOTAL_LENGTH_OVERFLOW', 'chain length exceeds 2^32 - 1 bytes', i);
       if ((flagsNext & VIRTQ_DESC_F_NEXT) === 0) break;
       const next = flagsNext >>> 16;
-      if (next >= this.size) this.fail('DESCRIPTOR_INDEX_OUT_OF_RANGE', `next descriptor ${next} is outside the queue`, i);
+      if (next >= size) throw this.error('DESCRIPTOR_INDEX_OUT_OF_RANGE', `next descriptor ${next} is outside the queue`, i);
       i = next;
     }
     return new SplitDescriptorChain(
       head,
-      copySegments(readable, readableCount),
-      copySegments(writable, writableCount),
+      segmentsOf(addresses, lengths, 0, readableCount),
+      segmentsOf(addresses, lengths, readableCount, writableCount),
       readableLength,
       writableLength,
       descriptorCount,
@@ -196,17 +216,17 @@ export class DescriptorChainReader {
   private readIndirect(addressLow: number, addressHigh: number, length: number, descriptor: number): void {
     // §2.7.5.3.1: an indirect table is a whole number of 16-byte descriptors, at least one.
     if (length === 0 || length % DESCRIPTOR_SIZE !== 0) {
-      this.fail('INDIRECT_TABLE_INVALID_LENGTH', 'indirect table length is zero or not a multiple of 16', descriptor, undefined, length);
+      throw this.error('INDIRECT_TABLE_INVALID_LENGTH', 'indirect table length is zero or not a multiple of 16', descriptor, undefined, length);
     }
     const entries = length / DESCRIPTOR_SIZE;
     // §2.7.5.3.1: a chain MUST NOT be longer than the queue size. This bounds the walk too.
-    if (entries > this.size) this.fail('CHAIN_TOO_LONG', `indirect table of ${entries} entries exceeds the queue size`, descriptor);
-    if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'indirect table address is past 2^53', descriptor);
+    if (entries > this.size) throw this.error('CHAIN_TOO_LONG', `indirect table of ${entries} entries exceeds the queue size`, descriptor);
+    if (addressHigh >= MAX_ADDRESS_HIGH) throw this.error('ADDRESS_OUT_OF_RANGE', 'indirect table address is past 2^53', descriptor);
     const address = addressHigh === 0 ? addressLow : addressHigh * TWO_POW_32 + addressLow;
     const region = this.memory.findRegion(address);
     // Deviation: an indirect table that spans two adjacent regions is refused (no driver does it).
     if (region === undefined || address + length > region.end) {
-      this.fail('ADDRESS_OUT_OF_RANGE', 'indirect table is not inside one guest memory region', descriptor, address, length);
+      throw this.error('ADDRESS_OUT_OF_RANGE', 'indirect table is not inside one guest memory region', descriptor, address, length);
     }
     const view = region.view;
     const base = address - region.start;
@@ -214,73 +234,95 @@ export class DescriptorChainReader {
     const epoch = this.epoch;
     let j = 0;
     for (;;) {
-      if (visited[j] === epoch) this.fail('DESCRIPTOR_LOOP', 'indirect descriptor chain loops', j);
+      if (visited[j] === epoch) throw this.error('DESCRIPTOR_LOOP', 'indirect descriptor chain loops', j);
       visited[j] = epoch;
       const o = base + j * DESCRIPTOR_SIZE;
       const flags = view.getUint16(o + 12, true);
       // §2.7.5.3.1: the driver MUST NOT set INDIRECT inside an indirect table.
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) this.fail('NESTED_INDIRECT', 'indirect descriptor inside an indirect table', j);
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) throw this.error('NESTED_INDIRECT', 'indirect descriptor inside an indirect table', j);
       this.addSegment(view.getUint32(o, true), view.getUint32(o + 4, true), view.getUint32(o + 8, true), (flags & VIRTQ_DESC_F_WRITE) !== 0, j);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) return;
       const next = view.getUint16(o + 14, true);
-      if (next >= entries) this.fail('DESCRIPTOR_INDEX_OUT_OF_RANGE', `indirect next ${next} points outside the table of ${entries}`, j);
+      if (next >= entries) throw this.error('DESCRIPTOR_INDEX_OUT_OF_RANGE', `indirect next ${next} points outside the table of ${entries}`, j);
       j = next;
     }
   }
 
   private addSegment(addressLow: number, addressHigh: number, length: number, writable: boolean, descriptor: number): void {
-    if (addressHigh >= MAX_ADDRESS_HIGH) this.fail('ADDRESS_OUT_OF_RANGE', 'buffer address is past 2^53', descriptor);
-    const address = addressHigh === 0 ? addressLow : addressHigh * TWO_POW_32 + addressLow;
-    const r = this.dataRegion;
-    if (address < r.start || address + length > r.end) this.checkMapped(address, length, descriptor);
+    let address = addressLow;
+    if (addressHigh !== 0 || addressLow < this.dataStart || addressLow + length > this.dataEnd) {
+      address = this.checkBuffer(addressLow, addressHigh, length, descriptor);
+    }
     // §2.7.5.3.1 bounds the segments of one chain by the queue size (reachable only through indirect).
-    if (this.readableCount + this.writableCount >= this.size) this.fail('CHAIN_TOO_LONG', 'chain has more segments than the queue size', descriptor);
-    const segment = new ChainSegment(address, length);
+    const k = this.readableCount + this.writableCount;
+    if (k >= this.size) throw this.error('CHAIN_TOO_LONG', 'chain has more segments than the queue size', descriptor);
+    this.addresses[k] = address;
+    this.lengths[k] = length;
     if (writable) {
-      this.writable[this.writableCount++] = segment;
+      this.writableCount++;
       this.writableLength += length;
     } else {
       // §2.7.4.2: the driver MUST place device-writable descriptors after device-readable ones.
-      if (this.writableCount !== 0) this.fail('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', descriptor);
-      this.readable[this.readableCount++] = segment;
+      if (this.writableCount !== 0) throw this.error('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', descriptor);
+      this.readableCount++;
       this.readableLength += length;
     }
     // §2.7.5.2: the total length MUST NOT exceed 2^32 - 1 (lengths are u32, so the sum stays exact).
     if (this.readableLength + this.writableLength > MAX_CHAIN_LENGTH) {
-      this.fail('TOTAL_LENGTH_OVERFLOW', 'chain length exceeds 2^32 - 1 bytes', descriptor);
+      throw this.error('TOTAL_LENGTH_OVERFLOW', 'chain length exceeds 2^32 - 1 bytes', descriptor);
     }
   }
 
-  private checkMapped(address: number, length: number, descriptor: number): void {
+  /**
+   * The slow path of a buffer's address check (outside the last region seen, or above 4 GiB):
+   * returns the address, or throws ADDRESS_OUT_OF_RANGE. A buffer may span adjacent regions;
+   * a hole, the end of RAM or an address past 2^53 is an error.
+   */
+  private checkBuffer(addressLow: number, addressHigh: number, length: number, descriptor: number): number {
+    if (addressHigh >= MAX_ADDRESS_HIGH) throw this.error('ADDRESS_OUT_OF_RANGE', 'buffer address is past 2^53', descriptor);
+    const address = addressHigh * TWO_POW_32 + addressLow;
+    if (address >= this.dataStart && address + length <= this.dataEnd) return address;
     const r = this.memory.findRegion(address);
     if (r !== undefined && address + length <= r.end) {
-      this.dataRegion = r;
-      return;
+      this.dataStart = r.start;
+      this.dataEnd = r.end;
+      return address;
     }
-    // A buffer may span adjacent regions; a hole or the end of RAM is an error.
     if (!this.memory.isMapped(address, length)) {
-      this.fail('ADDRESS_OUT_OF_RANGE', 'buffer is not inside guest memory', descriptor, address, length);
+      throw this.error('ADDRESS_OUT_OF_RANGE', 'buffer is not inside guest memory', descriptor, address, length);
     }
+    return address;
   }
 
-  private fail(code: RingErrorCode, message: string, descriptor: number, address?: number, length?: number): never {
-    throw new RingError(code, message, { queue: this.queue, head: this.head, descriptor, address, length });
+  private error(code: RingErrorCode, message: string, descriptor: number, address?: number, length?: number): RingError {
+    return new RingError(code, message, { queue: this.queue, head: this.head, descriptor, address, length });
   }
 }
 
-/** An exact-size copy of the first `count` scratch segments (array literals for short chains: the cheapest allocation). */
-function copySegments(scratch: readonly ChainSegment[], count: number): readonly Segment[] {
+/**
+ * The segments `start .. start + count - 1` of the scratch, as a new exact-size array of new
+ * segment objects (array literals for short chains: the cheapest allocation, and no write
+ * barrier since the array is younger than its elements' stores).
+ */
+function segmentsOf(addresses: Float64Array, lengths: Uint32Array, start: number, count: number): readonly Segment[] {
   switch (count) {
     case 0:
       return EMPTY;
     case 1:
-      return [scratch[0]!];
+      return [segment(addresses[start]!, lengths[start]!)];
     case 2:
-      return [scratch[0]!, scratch[1]!];
+      return [segment(addresses[start]!, lengths[start]!), segment(addresses[start + 1]!, lengths[start + 1]!)];
     case 3:
-      return [scratch[0]!, scratch[1]!, scratch[2]!];
-    default:
-      return scratch.slice(0, count);
+      return [
+        segment(addresses[start]!, lengths[start]!),
+        segment(addresses[start + 1]!, lengths[start + 1]!),
+        segment(addresses[start + 2]!, lengths[start + 2]!),
+      ];
+    default: {
+      const segments: Segment[] = [];
+      for (let k = start; k < start + count; k++) segments.push(segment(addresses[k]!, lengths[k]!));
+      return segments;
+    }
   }
 }
 

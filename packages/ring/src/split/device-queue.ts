@@ -144,7 +144,7 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   pop(): SplitDescriptorChain | null {
-    if (this.isBroken) this.brokenError();
+    if (this.isBroken) throw this.brokenError();
     let nextAvail = this.nextAvail;
     if (this.availShadow === nextAvail) {
       // §2.7.13.3.1 (device side): read idx, then the ring entries it covers (Atomics: acquire).
@@ -152,7 +152,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       if (availIdx === nextAvail) return null;
       // H2: the driver can have at most `size` entries outstanding; more means a corrupt ring.
       if (((availIdx - nextAvail) & 0xffff) > this.size) {
-        this.breakQueue('AVAIL_INDEX_JUMP', `avail idx moved from ${nextAvail} to ${availIdx}, more than the queue size`, {});
+        throw this.breakQueue('AVAIL_INDEX_JUMP', `avail idx moved from ${nextAvail} to ${availIdx}, more than the queue size`, {});
       }
       this.availShadow = availIdx;
     }
@@ -162,13 +162,13 @@ export class SplitDeviceQueue implements DeviceQueue {
     // §2.7.10: with EVENT_IDX the device publishes how far it has read in avail_event.
     if (this.eventIdx && this.notificationsEnabled) this.usedU16[this.availEventIndex] = nextAvail;
     if (head >= this.size) {
-      this.breakQueue('DESCRIPTOR_INDEX_OUT_OF_RANGE', `head ${head} is outside the queue`, { descriptor: head });
+      throw this.breakQueue('DESCRIPTOR_INDEX_OUT_OF_RANGE', `head ${head} is outside the queue`, { descriptor: head });
     }
     const word = head >>> 5;
     const bit = 1 << (head & 31);
     const bits = this.inFlightBits[word]!;
     // H10: a head the device still holds cannot be made available again.
-    if ((bits & bit) !== 0) this.breakQueue('HEAD_IN_FLIGHT', `head ${head} made available again while in flight`, { head });
+    if ((bits & bit) !== 0) throw this.breakQueue('HEAD_IN_FLIGHT', `head ${head} made available again while in flight`, { head });
     this.inFlightBits[word] = bits | bit;
     this.inFlightCount++;
     if (this.inOrder) this.order[(this.orderFirst + this.inFlightCount - 1) & this.mask] = head;
@@ -179,10 +179,10 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   pushUsed(head: number, length: number): void {
-    if (this.isBroken) this.brokenError();
+    if (this.isBroken) throw this.brokenError();
     this.checkUsed(head, length);
     if (this.inOrder) {
-      if (this.order[this.orderFirst] !== head) this.usedError('VIRTIO_F_IN_ORDER: buffers must be used in the order they were made available', head);
+      if (this.order[this.orderFirst] !== head) throw this.usedError('VIRTIO_F_IN_ORDER: buffers must be used in the order they were made available', head);
       this.orderFirst = (this.orderFirst + 1) & this.mask;
     }
     this.clearInFlight(head);
@@ -205,14 +205,14 @@ export class SplitDeviceQueue implements DeviceQueue {
    * the run's first buffer and names its last head; used idx moves by the batch size.
    */
   pushUsedBatch(elements: readonly UsedElement[]): void {
-    if (this.isBroken) this.brokenError();
+    if (this.isBroken) throw this.brokenError();
     const n = elements.length;
     if (n === 0) return;
     for (let k = 0; k < n; k++) {
       const e = elements[k]!;
       this.checkUsed(e.head, e.length);
       if (this.inOrder && this.order[(this.orderFirst + k) & this.mask] !== e.head) {
-        this.usedError('VIRTIO_F_IN_ORDER: buffers must be used in the order they were made available', e.head);
+        throw this.usedError('VIRTIO_F_IN_ORDER: buffers must be used in the order they were made available', e.head);
       }
     }
     // Duplicates inside the batch: clear as we go, undo on failure.
@@ -220,7 +220,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       const head = elements[k]!.head;
       if (!this.isInFlight(head)) {
         for (let u = 0; u < k; u++) this.markInFlight(elements[u]!.head);
-        this.usedError('head appears twice in the batch', head);
+        throw this.usedError('head appears twice in the batch', head);
       }
       this.clearInFlight(head);
     }
@@ -309,7 +309,7 @@ export class SplitDeviceQueue implements DeviceQueue {
 
   private checkUsed(head: number, length: number): void {
     if (head >>> 0 !== head || head >= this.size || !this.isInFlight(head)) {
-      this.usedError(`head ${head} is not in flight`, head);
+      throw this.usedError(`head ${head} is not in flight`, head);
     }
     // §2.7.8.1: len is the number of bytes written into the writable part of the buffer.
     if (length >>> 0 !== length || length > this.writableLengths[head]!) {
@@ -331,16 +331,19 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.inFlightCount--;
   }
 
-  private usedError(message: string, head: number): never {
-    throw new RingError('INVALID_USED', message, { queue: this.queueIndex, head });
+  // Error builders return the error and callers `throw` it: the compiler then knows that the
+  // hot path does not continue past a failed check.
+  private usedError(message: string, head: number): RingError {
+    return new RingError('INVALID_USED', message, { queue: this.queueIndex, head });
   }
 
-  private breakQueue(code: RingErrorCode, message: string, context: { head?: number; descriptor?: number }): never {
+  /** Marks the queue broken and returns the fatal error to throw. */
+  private breakQueue(code: RingErrorCode, message: string, context: { head?: number; descriptor?: number }): RingError {
     this.isBroken = true;
-    throw new RingError(code, message, { queue: this.queueIndex, ...context }, { fatal: true });
+    return new RingError(code, message, { queue: this.queueIndex, ...context }, { fatal: true });
   }
 
-  private brokenError(): never {
-    throw new RingError('QUEUE_BROKEN', 'queue is broken after a fatal ring error; reset it', { queue: this.queueIndex }, { fatal: true });
+  private brokenError(): RingError {
+    return new RingError('QUEUE_BROKEN', 'queue is broken after a fatal ring error; reset it', { queue: this.queueIndex }, { fatal: true });
   }
 }

@@ -54,6 +54,12 @@ function highWord(address: number): number {
   return address > 0xffff_ffff ? Math.floor(address / TWO_POW_32) : 0;
 }
 
+/** A caller's segment address: an integer in [0, 2^53). Written out: this is the hot path. */
+function isValidAddress(address: number): boolean {
+  // Fast path: an address below 4 GiB is its own uint32.
+  return address >>> 0 === address || (address >= 0 && address <= Number.MAX_SAFE_INTEGER && Math.floor(address) === address);
+}
+
 /**
  * The driver side of a split virtqueue (VIRTIO 1.3 §2.7.13): a free list of descriptors,
  * indirect tables for long chains, notification decisions with or without EVENT_IDX, and used
@@ -115,6 +121,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   private readonly active: Uint8Array;
   private readonly tokens: (T | undefined)[];
   private inFlightCount = 0;
+  /** Out-value of writeDirect (a field, so that no array is allocated per add). */
+  private chainLength = 0;
 
   private availIdx = 0;
   private kickedAvail = 0;
@@ -213,18 +221,10 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   add(readable: readonly Segment[], writable: readonly Segment[], token: T): void {
     if (this.isBroken) throw new RingError('QUEUE_BROKEN', 'queue is broken: the device returned an invalid used element', { queue: this.queueIndex });
     const readableCount = readable.length;
-    const n = readableCount + writable.length;
+    const writableCount = writable.length;
+    const n = readableCount + writableCount;
     if (n === 0) throw new RingError('INVALID_ARGUMENT', 'a buffer needs at least one segment', { queue: this.queueIndex });
-    let readableLength = 0;
-    let writableLength = 0;
-    for (let k = 0; k < readableCount; k++) readableLength += this.checkSegment(readable[k]!);
-    for (let k = 0; k < n - readableCount; k++) writableLength += this.checkSegment(writable[k]!);
-    // §2.7.5.2: the driver MUST NOT add a chain longer than 2^32 bytes.
-    if (readableLength + writableLength > MAX_CHAIN_LENGTH) {
-      throw new RingError('INVALID_ARGUMENT', 'chain length exceeds 2^32 - 1 bytes', { queue: this.queueIndex, length: readableLength + writableLength });
-    }
-
-    const indirect = this.indirectU32 !== null && n > 1 && n <= this.indirectMax && (n >= this.indirectThreshold || n > this.free);
+    const indirect = n > 1 && this.indirectU32 !== null && n <= this.indirectMax && (n >= this.indirectThreshold || n > this.free);
     const needed = indirect ? 1 : n;
     if (needed > this.free) {
       // §2.7.5.3.1: a chain MUST NOT be longer than the queue size; that one can never fit.
@@ -232,30 +232,54 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       throw new RingError('QUEUE_FULL', `${needed} descriptors needed, ${this.free} free`, { queue: this.queueIndex, length: needed });
     }
 
+    // One pass writes and checks the segments into descriptors that are still free (or into the
+    // head's private indirect table): nothing is published and no queue state moves until every
+    // segment has passed, so a throw leaves the queue as it was.
     const head = this.freeHead;
-    const d = this.descU32;
-    const writableCount = n - readableCount;
+    let readableLength = 0;
+    let writableLength = 0;
+    let afterChain: number;
     if (indirect) {
       // §2.7.5.3.1: table entries chain by index from 0; the descriptor naming it has only INDIRECT.
       const tableBase = this.indirectBase32 + head * this.indirectMax * 4;
-      this.writeTable(readable, readableCount, 0, tableBase, 0, writableCount === 0);
-      this.writeTable(writable, writableCount, VIRTQ_DESC_F_WRITE, tableBase, readableCount, true);
+      readableLength = this.writeTable(readable, readableCount, 0, tableBase, 0, writableCount === 0);
+      writableLength = this.writeTable(writable, writableCount, VIRTQ_DESC_F_WRITE, tableBase, readableCount, true);
+      this.checkTotal(readableLength + writableLength);
       const tableAddress = this.indirectAddress + head * this.indirectMax * DESCRIPTOR_SIZE;
+      const d = this.descU32;
       const b = this.descBase32 + head * 4;
       d[b] = tableAddress >>> 0;
       d[b + 1] = highWord(tableAddress);
       d[b + 2] = n * DESCRIPTOR_SIZE;
       d[b + 3] = VIRTQ_DESC_F_INDIRECT;
-      this.freeHead = this.nextFree[head]!;
-      this.free -= 1;
-      this.chainDescriptors[head] = 1;
+      afterChain = this.nextFree[head]!;
+    } else if (n === 1) {
+      // The common single-segment buffer, written out.
+      const isWritable = readableCount === 0;
+      const s = isWritable ? writable[0]! : readable[0]!;
+      const address = s.address;
+      const length = s.length;
+      if (!isValidAddress(address) || length >>> 0 !== length) throw this.segmentError(address, length);
+      const d = this.descU32;
+      const b = this.descBase32 + head * 4;
+      const next = this.nextFree[head]!;
+      d[b] = address >>> 0;
+      d[b + 1] = address > 0xffff_ffff ? Math.floor(address / TWO_POW_32) : 0;
+      d[b + 2] = length;
+      d[b + 3] = (isWritable ? VIRTQ_DESC_F_WRITE : 0) | (next << 16);
+      if (isWritable) writableLength = length;
+      afterChain = next;
     } else {
       // The chain takes the first n free descriptors, linked as the free list already is.
       const afterReadable = this.writeDirect(readable, readableCount, 0, head, writableCount === 0);
-      this.freeHead = this.writeDirect(writable, writableCount, VIRTQ_DESC_F_WRITE, afterReadable, true);
-      this.free -= n;
-      this.chainDescriptors[head] = n;
+      readableLength = this.chainLength;
+      afterChain = this.writeDirect(writable, writableCount, VIRTQ_DESC_F_WRITE, afterReadable, true);
+      writableLength = this.chainLength;
+      this.checkTotal(readableLength + writableLength);
     }
+    this.freeHead = afterChain;
+    this.free -= needed;
+    this.chainDescriptors[head] = needed;
     this.writableLengths[head] = writableLength;
     this.tokens[head] = token;
     this.active[head] = 1;
@@ -265,8 +289,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     // §2.7.13.2-3: put the head in the ring, then (memory barrier) move idx. Atomics.store orders both.
     const availIdx = this.availIdx;
     this.availU16[this.availRingIndex + (availIdx & this.mask)] = head;
-    this.availIdx = (availIdx + 1) & 0xffff;
-    Atomics.store(this.availU16, this.availIdxIndex, this.availIdx);
+    const nextIdx = (availIdx + 1) & 0xffff;
+    this.availIdx = nextIdx;
+    Atomics.store(this.availU16, this.availIdxIndex, nextIdx);
   }
 
   kickPrepare(): boolean {
@@ -288,20 +313,20 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       if (lastUsed === this.usedShadow) return null;
       // The device can only return what is in flight.
       if (((this.usedShadow - lastUsed) & 0xffff) > this.inFlightCount) {
-        this.badUsed(`used idx moved by ${(this.usedShadow - lastUsed) & 0xffff} with ${this.inFlightCount} buffers in flight`, undefined);
+        throw this.badUsed(`used idx moved by ${(this.usedShadow - lastUsed) & 0xffff} with ${this.inFlightCount} buffers in flight`, undefined);
       }
     }
     const slot = this.usedRingIndex32 + (lastUsed & this.mask) * 2;
     const id = this.usedU32[slot]!;
     const length = this.usedU32[slot + 1]!;
-    if (id >= this.size || this.active[id] === 0) this.badUsed(`used id ${id} is not in flight`, id);
-    if (length > this.writableLengths[id]!) this.badUsed(`used length ${length} exceeds the writable length ${this.writableLengths[id]}`, id, length);
+    if (id >= this.size || this.active[id] === 0) throw this.badUsed(`used id ${id} is not in flight`, id);
+    if (length > this.writableLengths[id]!) throw this.badUsed(`used length ${length} exceeds the writable length ${this.writableLengths[id]}`, id, length);
     if (this.inOrder) {
       // §2.7.9: one used entry may stand for a batch ending at `id`; the batch is the oldest buffers.
       let k = 0;
       while (k < this.inFlightCount && this.order[(this.orderFirst + k) & this.mask] !== id) k++;
       const available = (this.usedShadow - lastUsed) & 0xffff;
-      if (k >= this.inFlightCount || k + 1 > available) this.badUsed(`in-order used id ${id} does not close a valid batch`, id);
+      if (k >= this.inFlightCount || k + 1 > available) throw this.badUsed(`in-order used id ${id} does not close a valid batch`, id);
       lastUsed = (lastUsed + k + 1) & 0xffff;
       this.lastUsed = lastUsed;
       this.batchRemaining = k + 1;
@@ -363,52 +388,63 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.memory.fill(this.ring.usedRing, usedRingSize(this.size));
   }
 
-  /** Writes `count` segments into free descriptors from `first`; returns the descriptor after them. */
+  /**
+   * Checks and writes `count` segments into free descriptors from `first`; returns the descriptor
+   * after them and leaves the sum of their lengths in `chainLength`.
+   */
   private writeDirect(segments: readonly Segment[], count: number, flags: number, first: number, endsChain: boolean): number {
     const d = this.descU32;
     const nextFree = this.nextFree;
     const base = this.descBase32;
+    let total = 0;
     let i = first;
     for (let k = 0; k < count; k++) {
       const s = segments[k]!;
       const address = s.address;
+      const length = s.length;
+      if (!isValidAddress(address) || length >>> 0 !== length) throw this.segmentError(address, length);
+      total += length;
       const b = base + i * 4;
       const next = nextFree[i]!;
       d[b] = address >>> 0;
       d[b + 1] = highWord(address);
-      d[b + 2] = s.length;
+      d[b + 2] = length;
       d[b + 3] = (endsChain && k === count - 1 ? flags : flags | VIRTQ_DESC_F_NEXT) | (next << 16);
       i = next;
     }
+    this.chainLength = total;
     return i;
   }
 
-  /** Writes `count` segments into an indirect table from entry `first`, each linked to the next entry. */
-  private writeTable(segments: readonly Segment[], count: number, flags: number, tableBase: number, first: number, endsChain: boolean): void {
+  /** Checks and writes `count` segments into an indirect table from entry `first`, each linked to the next entry; returns their total length. */
+  private writeTable(segments: readonly Segment[], count: number, flags: number, tableBase: number, first: number, endsChain: boolean): number {
     const t = this.indirectU32!;
+    let total = 0;
     for (let k = 0; k < count; k++) {
       const s = segments[k]!;
       const address = s.address;
+      const length = s.length;
+      if (!isValidAddress(address) || length >>> 0 !== length) throw this.segmentError(address, length);
+      total += length;
       const entry = first + k;
       const b = tableBase + entry * 4;
       t[b] = address >>> 0;
       t[b + 1] = highWord(address);
-      t[b + 2] = s.length;
+      t[b + 2] = length;
       t[b + 3] = (endsChain && k === count - 1 ? flags : flags | VIRTQ_DESC_F_NEXT) | ((entry + 1) << 16);
     }
+    return total;
   }
 
-  /** Checks a caller's segment and returns its length. */
-  private checkSegment(s: Segment): number {
-    const address = s.address;
-    const length = s.length;
-    // Written out rather than Number.isSafeInteger: this is the hot path.
-    // Fast path: an address below 4 GiB is its own uint32.
-    const validAddress = address >>> 0 === address || (address >= 0 && address <= Number.MAX_SAFE_INTEGER && Math.floor(address) === address);
-    if (!validAddress || length >>> 0 !== length) {
-      throw new RingError('INVALID_ARGUMENT', 'segment address or length is invalid', { queue: this.queueIndex, address, length });
+  private segmentError(address: number, length: number): RingError {
+    return new RingError('INVALID_ARGUMENT', 'segment address or length is invalid', { queue: this.queueIndex, address, length });
+  }
+
+  /** §2.7.5.2: the driver MUST NOT add a chain longer than 2^32 bytes. */
+  private checkTotal(total: number): void {
+    if (total > MAX_CHAIN_LENGTH) {
+      throw new RingError('INVALID_ARGUMENT', 'chain length exceeds 2^32 - 1 bytes', { queue: this.queueIndex, length: total });
     }
-    return length;
   }
 
   private nextInOrder(): UsedBuffer<T> {
@@ -434,8 +470,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     return token;
   }
 
-  private badUsed(message: string, id: number | undefined, length?: number): never {
+  /** Marks the queue broken and returns the error to throw. */
+  private badUsed(message: string, id: number | undefined, length?: number): RingError {
     this.isBroken = true;
-    throw new RingError('INVALID_USED_ELEMENT', message, { queue: this.queueIndex, head: id, length }, { fatal: true });
+    return new RingError('INVALID_USED_ELEMENT', message, { queue: this.queueIndex, head: id, length }, { fatal: true });
   }
 }
