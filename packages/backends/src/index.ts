@@ -44,3 +44,18 @@ export { decodeLunAddress, encodeLunAddress, type LunAddress } from './scsi/lun-
 export * from './scsi/constants.js';
 export type { ScsiDeviceState, ScsiUnitState } from './scsi/persist.js';
 export { L2Switch, type L2SwitchOptions, type L2SwitchStats } from './net/l2-switch.js';
+export { NetDevice, DEFAULT_MAC, NET_CONFIG_SIZE, type NetDeviceOptions } from './net/net-device.js';
+export { NetMetrics, type NetQueueMetrics } from './net/metrics.js';
+export { NET_FAULTS, type NetFault } from './net/errors.js';
+export type { NetDeviceState } from './net/persist.js';
+export { MAC_TABLE_ENTRIES, type RxFilterState, type RxModes } from './net/rx-filter.js';
+export { formatMac, parseMac } from './net/mac-address.js';
+export { internetChecksum, completeChecksum } from './net/checksum.js';
+export {
+  NO_NET_OFFLOADS,
+  type NetBackend,
+  type NetBackendStats,
+  type NetOffloads,
+  type NetPort,
+  type NetReceiver,
+} from './net/net-backend.js';

@@ -50,6 +50,10 @@ export interface NetPort {
    * header asks for an offload the back-end declared in {@link NetBackend.offloads}.
    * Returns false when the back-end is full: the frame was NOT taken, and the caller retries it
    * after {@link NetReceiver.writable}.
+   *
+   * `frame`, its views and `hdr` are only valid during the call: the views alias guest memory
+   * (zero-copy) that the guest reuses once the device returns its buffer, and the device reuses
+   * the array and the header object. A back-end that queues a frame copies it.
    */
   send(frame: readonly Uint8Array[], hdr?: VirtioNetHdr): boolean;
   /** Starts (or replaces) delivery of received frames. */
@@ -82,6 +86,11 @@ export interface NetBackend {
   /** Queue pairs this back-end can serve (≥ 1); the device offers VIRTIO_NET_F_MQ only when > 1. */
   readonly maxQueuePairs: number;
   readonly offloads: NetOffloads;
+  /**
+   * Optional: the offloads it can deliver in received frames (what the device may offer as
+   * VIRTIO_NET_F_GUEST_*). Default: {@link offloads}, the same both ways.
+   */
+  readonly rxOffloads?: NetOffloads;
   /** Largest frame (without Ethernet header and FCS) it carries; the device's MTU field. */
   readonly mtu: number;
   /** The port of queue pair `index` (0 ≤ index < maxQueuePairs). */
