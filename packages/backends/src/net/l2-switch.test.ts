@@ -219,6 +219,43 @@ describe('L2Switch', () => {
     expect(lan.stats.evicted).toBe(1);
   });
 
+  it('uplink: wires a host back-end to a port both ways; a refused send is kept until writable()', async () => {
+    const lan = new L2Switch({ maxQueuedFrames: 4 });
+    const sent: Uint8Array[] = [];
+    let full = false;
+    let hostReceiver: NetReceiver | undefined;
+    let guestOffloadsSet: unknown;
+    const host: NetBackend = {
+      description: 'fake:host', maxQueuePairs: 1, offloads: NO_NET_OFFLOADS, mtu: 1500,
+      stats: { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, txDropped: 0 },
+      port: () => ({
+        send: (segments) => (full ? false : (sent.push(segments[0]!.slice()), true)),
+        attach: (r) => void (hostReceiver = r),
+        detach: () => void (hostReceiver = undefined),
+        resumeReceive: () => undefined,
+      }),
+      setGuestOffloads: (o) => void (guestOffloadsSet = o),
+      close: () => Promise.resolve(),
+    };
+    const up = lan.uplink(host, 'wan');
+    expect(up.description).toBe('switch:lan0/wan');
+    expect(guestOffloadsSet).toEqual(NO_NET_OFFLOADS);
+    const vm = lan.connect('vm');
+    const rvm = attach(vm);
+    hostReceiver!.receive(frame(BROADCAST, mac(7), 46, 1));
+    expect(rvm.frames.map((f) => f[14])).toEqual([1]);
+    full = true;
+    vm.port(0).send([frame(mac(7), mac(1), 46, 2)]);
+    vm.port(0).send([frame(mac(7), mac(1), 46, 3)]);
+    expect(sent.length).toBe(0);
+    full = false;
+    hostReceiver!.writable();
+    expect(sent.map((f) => f[14])).toEqual([2, 3]);
+    await up.close();
+    expect(hostReceiver).toBeUndefined();
+    expect(lan.portCount).toBe(1);
+  });
+
   describe('offloads (VIRTIO 1.3 §5.1.6.2)', () => {
     const csumOffloads = { csum: true, tso4: true, tso6: true, ufo: false, ecn: false };
 

@@ -149,6 +149,36 @@ export class L2Switch {
     return port;
   }
 
+  /**
+   * Plugs a host back-end (a TAP, a stream socket, another switch's port) into a new port: its
+   * queue pair 0 is wired to the port both ways. When the back-end's `send` refuses a frame, the
+   * port keeps it (and up to `maxQueuedFrames` more) until the back-end calls `writable()`.
+   * The back-end is told to hand over only frames the switch can carry (`setGuestOffloads`).
+   * Returns the port; closing it unplugs the back-end (which stays open).
+   */
+  uplink(backend: NetBackend, name?: string): NetBackend & { readonly id: number; readonly name: string } {
+    const port = this.connect(name ?? backend.description);
+    const hostSide = backend.port(0);
+    const switchSide = port.port(0);
+    backend.setGuestOffloads(this.offloads);
+    port.setGuestOffloads(backend.offloads);
+    switchSide.attach({
+      receive: (frame, hdr) => hostSide.send([frame], hdr),
+      writable: () => undefined,
+    });
+    hostSide.attach({
+      receive: (frame, hdr) => switchSide.send([frame], hdr),
+      writable: () => switchSide.resumeReceive(),
+    });
+    const close = port.close.bind(port);
+    return Object.assign(port, {
+      close: async (): Promise<void> => {
+        hostSide.detach();
+        await close();
+      },
+    });
+  }
+
   /** Connected ports. */
   get portCount(): number {
     return this.ports.length;
