@@ -15,7 +15,11 @@ export type DriverErrorCode =
   /** The device misbehaved: a used length larger than the buffer, an unknown status byte. */
   | 'PROTOCOL'
   /** The device was reset (or the driver closed) while the request was pending. */
-  | 'DEVICE_RESET';
+  | 'DEVICE_RESET'
+  /** A received packet failed its codec (truncated, bad length or checksum); the net stack drops it. */
+  | 'MALFORMED'
+  /** The net stack has no route to the destination, or its ARP resolution timed out. */
+  | 'UNREACHABLE';
 
 export interface DriverErrorContext {
   readonly device?: string;
@@ -24,6 +28,10 @@ export interface DriverErrorContext {
   readonly length?: number;
   readonly port?: number;
   readonly status?: number;
+  /** Net stack: the protocol (`ethernet`, `arp`, `ipv4`, `icmp`, `udp`, `virtio-net`). */
+  readonly protocol?: string;
+  /** Net stack: the address concerned (dotted IPv4 or a MAC). */
+  readonly address?: string;
 }
 
 /** The one error class of `@virtio-ts/drivers`. */

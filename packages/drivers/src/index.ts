@@ -5,3 +5,17 @@ export { BlkDriver, type BlkDriverOptions, type BlkLimits, type SectorRange } fr
 export { RngDriver, type RngDriverOptions } from './rng/rng-driver.js';
 export { ConsoleDriver, type ConsoleDriverOptions, type ConsolePortInfo } from './console/console-driver.js';
 export { ScsiDriver, ScsiDisk, type ScsiDriverOptions, type ScsiAddress, type ScsiResponse, type ScsiEvent } from './scsi/scsi-driver.js';
+export { NetDriver, describeNetDriver, type NetDriverOptions, type NetDriverStats, type TransmitOptions } from './net/net-driver.js';
+export type { ReceiveFault } from './net/receive-queue.js';
+export type { TransmitLayout } from './net/transmit-queue.js';
+export { IpInterface, type IpInterfaceOptions, type IpInterfaceStats, type PingOptions, type PingResult, type DropReason } from './net/stack/ip-interface.js';
+export { UdpSocket, type UdpMessage } from './net/stack/udp-socket.js';
+export { createMemoryLinkPair, type FrameLink, type MemoryLink, type MemoryLinkOptions, type MemoryLinkStats } from './net/stack/frame-link.js';
+export { ArpCache, type ArpCacheOptions } from './net/stack/arp-cache.js';
+export { BROADCAST_MAC, formatIpv4, formatMac, parseIpv4, parseMac, type MacAddress } from './net/stack/addresses.js';
+export { decodeEthernet, encodeEthernet, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_EXPERIMENTAL, type EthernetFrame } from './net/stack/ethernet.js';
+export { decodeArp, encodeArp, ARP_OP_REQUEST, ARP_OP_REPLY, type ArpPacket } from './net/stack/arp.js';
+export { decodeIpv4, encodeIpv4, isFragment, IP_PROTOCOL_ICMP, IP_PROTOCOL_UDP, type Ipv4Packet, type Ipv4Fields } from './net/stack/ipv4.js';
+export { decodeIcmpEcho, encodeIcmpEcho, ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, type IcmpEcho } from './net/stack/icmp.js';
+export { decodeUdp, encodeUdp, type UdpDatagram } from './net/stack/udp.js';
+export { internetChecksum, onesComplementSum, pseudoHeaderSum } from './net/stack/checksum.js';
