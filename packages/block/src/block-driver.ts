@@ -80,6 +80,10 @@ export interface BlockFile {
   truncate(length: number): Promise<void>;
   /** Optional: deallocate (punch a hole); reads then return zeroes. */
   discard?(offset: number, length: number): Promise<void>;
+  /** Optional: the range reads as zeroes and stays allocated (FALLOC_FL_ZERO_RANGE); grows the file. */
+  writeZeroes?(offset: number, length: number): Promise<void>;
+  /** Optional: reserve host space for the range (fallocate, `preallocation=falloc`); grows the file. */
+  allocate?(offset: number, length: number): Promise<void>;
   /** Optional: host allocation map for sparse-aware copies (SEEK_DATA/SEEK_HOLE). */
   isAllocated?(offset: number, length: number): Promise<{ allocated: boolean; length: number }>;
   /** Bytes allocated on the host (st_blocks * 512), when known. */

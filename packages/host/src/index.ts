@@ -9,3 +9,4 @@ export { UnixSocket, UnixListener, type ReceivedMessage } from './unix-socket.js
 export { Tap, type TapOptions } from './tap.js';
 export { koffiModulePath } from './libc.js';
 export { openPty, type Pty } from './pty.js';
+export { koffi } from './libc.js';

@@ -75,6 +75,10 @@ export class RawDriver implements BlockDriver {
       await this.file.discard(offset, length);
       return;
     }
+    if (this.file.writeZeroes !== undefined) {
+      await this.file.writeZeroes(offset, length);
+      return;
+    }
     await writeZeroChunks(this.file, offset, length, (this.#zeroes ??= new Uint8Array(ZERO_CHUNK)));
   }
 
@@ -121,7 +125,7 @@ export async function writeZeroChunks(file: BlockFile, offset: number, length: n
 /** Options of {@link createRaw}. */
 export interface RawCreateOptions {
   readonly size: number;
-  /** `off` (sparse), `falloc` or `full` (zeroes written; Node has no fallocate, so falloc = full). */
+  /** `off` (sparse), `falloc` (the file's `allocate`, else zeroes written) or `full` (zeroes written). */
   readonly preallocation?: 'off' | 'falloc' | 'full';
 }
 
@@ -135,6 +139,9 @@ export async function createRaw(file: BlockFile, options: RawCreateOptions): Pro
   }
   await file.truncate(0);
   if (mode === 'off') await file.truncate(size);
-  else await writeZeroChunks(file, 0, size, new Uint8Array(Math.min(ZERO_CHUNK, Math.max(size, 1))));
+  else if (mode === 'falloc' && file.allocate !== undefined) {
+    await file.truncate(size);
+    if (size > 0) await file.allocate(0, size);
+  } else await writeZeroChunks(file, 0, size, new Uint8Array(Math.min(ZERO_CHUNK, Math.max(size, 1))));
   await file.flush();
 }

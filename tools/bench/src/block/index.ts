@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { alternate } from '../measure.js';
 import { row, type Row } from '../report.js';
 import type { Suite, SuiteOptions } from '../suite.js';
+import { benchCacheModes } from './cache-modes.js';
 import { benchSeconds, missingTools, qemuImg, vimg } from './tools.js';
 
 /** Image size of the request benchmarks. */
@@ -75,10 +76,7 @@ async function run(options: SuiteOptions): Promise<Row[]> {
       'qcow2 fresh': { path: fresh, format: 'qcow2', recreate: () => void qemuImg(['create', '-q', '-f', 'qcow2', fresh, String(BENCH_IMAGE_SIZE)]) },
       'qcow2 allocated': { path: allocated, format: 'qcow2' },
     };
-    // cache=none is not measured: vimg has no O_DIRECT (Node cannot allocate aligned buffers, see
-    // @virtio-ts/block NodeFile), so there is no like-for-like pair. README.md says so.
-    options.log('cache=none skipped: vimg has no O_DIRECT in Node (see tools/vimg/README.md)');
-    for (const cache of ['writeback'] as const) {
+    for (const cache of benchCacheModes(process.env['VIMG_BENCH_CACHE'])) {
       for (const [kind, image] of Object.entries(images) as [ImageKind, (typeof images)[ImageKind]][]) {
         for (const load of workloads(options.scale)) {
           options.log(`${kind}, cache=${cache}: ${load.name} (${load.count} requests)`);

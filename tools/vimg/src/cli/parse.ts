@@ -51,7 +51,10 @@ export interface ConvertCommand extends Common {
   /** `-S`: runs of zeroes at least this long are not written (0: write everything). */
   readonly sparseSize: number;
   readonly options: ReadonlyMap<string, string>;
+  /** `-t`: host cache mode of the target (qemu-img's default: unsafe). */
   readonly cache: CacheMode;
+  /** `-T`: host cache mode of the sources (default writeback). */
+  readonly sourceCache: CacheMode;
   readonly sources: readonly string[];
   readonly target: string;
 }
@@ -396,8 +399,8 @@ function parseConvert(argv: readonly string[]): ConvertCommand | HelpCommand {
         .option('-q', 'quiet')
         .option('-n', 'do not create the target')
         .option('-S <sparse_size>', 'consecutive zero bytes to skip (default 4k)')
-        .option('-t <cache>', 'target cache mode')
-        .option('-T <cache>', 'source cache mode (accepted, ignored)')
+        .option('-t <cache>', 'target cache mode: writeback, none, writethrough, directsync, unsafe (default unsafe)')
+        .option('-T <cache>', 'source cache mode (default writeback)')
         .option('-W', 'allow out-of-order writes (accepted, ignored)')
         .option('-m <num>', 'parallel requests (accepted, ignored)')
         .option('-U, --force-share', 'accepted for compatibility'),
@@ -424,6 +427,7 @@ function parseConvert(argv: readonly string[]): ConvertCommand | HelpCommand {
     // qemu-img: -S takes a size in bytes (sectors without a suffix is long gone); default 4 KiB.
     sparseSize: sparse === undefined ? 4096 : parseSize(sparse),
     cache: cacheMode(str(opts, 't'), 'unsafe'),
+    sourceCache: cacheMode(str(opts, 'T'), 'writeback'),
     sources: args.slice(0, -1),
     target: args[args.length - 1]!,
   };
@@ -644,7 +648,7 @@ function parseBench(argv: readonly string[]): BenchCommand | HelpCommand {
         .option('-o <offset>', 'first request offset')
         .option('-s <buffer_size>', 'request size (4k)')
         .option('-S <step_size>', 'offset step between requests (default: buffer size)')
-        .option('-t <cache>', 'cache mode: none or writeback (default writeback)')
+        .option('-t <cache>', 'cache mode: writeback, none, writethrough, directsync, unsafe (default writeback)')
         .option('-w', 'write instead of read')
         .option('-q', 'quiet')
         .option('-n', 'native AIO (accepted, ignored)')

@@ -23,7 +23,14 @@ export async function runConvert(command: ConvertCommand, context: CommandContex
   const sources: ImageChain[] = [];
   try {
     for (const name of command.sources) {
-      sources.push(await context.host.open(name, { ...(command.format !== undefined ? { format: command.format } : {}), writable: false, allowBacking: command.allowBacking }));
+      sources.push(
+        await context.host.open(name, {
+          ...(command.format !== undefined ? { format: command.format } : {}),
+          writable: false,
+          cache: command.sourceCache,
+          allowBacking: command.allowBacking,
+        }),
+      );
     }
     const total = sources.reduce((sum, chain) => sum + chain.top.length, 0);
     const targetBacking = command.options.get('backing_file');

@@ -39,10 +39,6 @@ export class NodeImageHost implements ImageHost {
   #codecs: Promise<{ deflate: Qcow2Codec; zstd: Qcow2Codec }> | undefined;
 
   async open(filename: string, options: OpenOptions): Promise<ImageChain> {
-    if (options.cache !== undefined && options.cache !== 'writeback' && options.cache !== 'unsafe') {
-      // NodeFile has no O_DIRECT (Node cannot allocate aligned buffers) and no O_DSYNC mode.
-      throw new VimgError('UNSUPPORTED', `Cache mode '${options.cache}' is not supported by vimg (writeback and unsafe are)`, { option: 't' });
-    }
     const policy = new BackingPolicy(filename, options.allowBacking ?? []);
     const layers: ImageLayer[] = [];
     const opened: BlockDriver[] = [];
@@ -78,7 +74,8 @@ export class NodeImageHost implements ImageHost {
     if (format !== 'raw' && format !== 'qcow2') throw new VimgError('UNSUPPORTED', `Unknown file format '${format}' (vimg reads raw and qcow2)`, { path: filename });
     const index = layers.length;
     layers.push({ filename, path, format, driver: undefined as unknown as BlockDriver });
-    const file: BlockFile = await NodeFile.open(path, { readOnly });
+    // -t/-T apply to the whole chain, as QEMU's backing files inherit the cache mode.
+    const file: BlockFile = await NodeFile.open(path, { readOnly, ...(options.cache !== undefined ? { cache: options.cache } : {}) });
     let driver: BlockDriver;
     if (format === 'raw') {
       driver = RawDriver.open(file, { readOnly });
@@ -270,6 +267,9 @@ function wrapOpenError(error: unknown, filename: string): unknown {
   if (BlockError.isInstance(error)) {
     const cause = error.cause as { code?: string } | undefined;
     if (cause?.code === 'ENOENT') return new VimgError('OPEN_FAILED', `Could not open '${filename}': No such file or directory`, { path: filename }, { cause: error });
+    if (error.code === 'UNSUPPORTED' && error.message.includes('O_DIRECT')) {
+      return new VimgError('OPEN_FAILED', `Could not open '${filename}': filesystem does not support O_DIRECT`, { path: filename }, { cause: error });
+    }
     return error;
   }
   return error;
