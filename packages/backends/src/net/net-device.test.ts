@@ -750,3 +750,58 @@ describe('virtio-net reset and saved state', () => {
     );
   });
 });
+
+describe('virtio-net as a vhost-user-net data plane (controlQueue: false)', () => {
+  function activateWith(device: NetDevice, features: Features, enabled: boolean[]) {
+    const h = harness(device, 8 << 20);
+    device.activate({
+      memory: h.memory,
+      features,
+      queues: h.queues.map((q, i) => (enabled[i] === true ? q : null)),
+      interrupt: { signalQueue: (i) => h.queueInterrupts.push(i), signalConfig: () => h.configInterrupts.count++ },
+      markNeedsReset: (reason) => h.needsReset.push(reason ?? ''),
+    });
+    return h;
+  }
+
+  it('uses the pairs whose rings the front-end enabled; QEMU keeps VQ_PAIRS_SET', () => {
+    const backend = new RecordingNetBackend({ maxQueuePairs: 2 });
+    const device = new NetDevice({ backend, queuePairs: 2, controlQueue: false });
+    const f = device.deviceFeatures;
+    activateWith(device, f, [true, true, false, false]);
+    expect(backend.ports.map((p) => p.receiver !== undefined)).toEqual([true, false]);
+    device.reset();
+    const h = activateWith(device, f, [true, true, true, true]);
+    expect(backend.ports.map((p) => p.receiver !== undefined)).toEqual([true, true]);
+    const buffer = h.builder.chain([], h.builder.reserve([2048]));
+    h.queues[2]!.offer(buffer);
+    backend.ports[1]!.deliver(frameTo(OWN, 64));
+    expect(h.queues[2]!.used).toEqual([{ head: buffer.head, length: 76 }]);
+  });
+
+  it('5.1.6.1: the header is 12 bytes with VERSION_1 or MRG_RXBUF, 10 bytes for a legacy front-end without either', () => {
+    const backend = new RecordingNetBackend();
+    const device = new NetDevice({ backend, controlQueue: false });
+    const legacy = device.deviceFeatures & ~featureBits(VIRTIO_F_VERSION_1, VIRTIO_NET_F_MRG_RXBUF);
+    const h = activateWith(device, legacy, [true, true]);
+    const frame = frameTo(PEER, 60);
+    h.queues[1]!.offer(h.builder.chain(h.builder.place(concat(hdr({}, 10), frame)), []));
+    device.queueNotify(1);
+    expect(equalBytes(backend.ports[0]!.sent[0]!.bytes, frame)).toBe(true);
+    const writable = h.builder.reserve([2048]);
+    const rx = h.builder.chain([], writable);
+    h.queues[0]!.offer(rx);
+    const reply = frameTo(OWN, 60);
+    backend.ports[0]!.deliver(reply);
+    expect(h.queues[0]!.used).toEqual([{ head: rx.head, length: 70 }]);
+    expect(equalBytes(h.builder.bytesOf(writable).subarray(10, 70), reply)).toBe(true);
+    // MRG_RXBUF alone (a legacy front-end with mergeable buffers): 12 bytes.
+    device.reset();
+    const h2 = activateWith(device, legacy | featureBit(VIRTIO_NET_F_MRG_RXBUF), [true, true]);
+    const w2 = h2.builder.reserve([2048]);
+    h2.queues[0]!.offer(h2.builder.chain([], w2));
+    backend.ports[0]!.deliver(reply);
+    expect(h2.queues[0]!.used[0]!.length).toBe(72);
+    expect(decodeNetHdr(h2.builder.bytesOf(w2)).numBuffers).toBe(1);
+  });
+});
