@@ -245,7 +245,7 @@ export class L2Switch {
     this.batchEnds.add(port);
     if (this.batchScheduled) return;
     this.batchScheduled = true;
-    queueMicrotask(() => {
+    void Promise.resolve().then(() => {
       this.batchScheduled = false;
       const ports = [...this.batchEnds];
       this.batchEnds.clear();

@@ -1,3 +1,4 @@
+/// <reference types="node" />
 import { Worker } from 'node:worker_threads';
 import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, Epoll, EventFd, koffiModulePath } from '@virtio-ts/host';
 

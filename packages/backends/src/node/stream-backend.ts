@@ -1,3 +1,4 @@
+/// <reference types="node" />
 // QEMU's `-netdev stream` as a virtio-net back-end: a Unix or TCP stream socket carrying frames
 // with a 4-byte big-endian length prefix, as server (`server=on`) or client (`server=off`). It
 // joins our VMs to a QEMU VM's network or to user-mode networking such as passt.

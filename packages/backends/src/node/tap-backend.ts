@@ -1,3 +1,4 @@
+/// <reference types="node" />
 // A Linux TAP device as a virtio-net back-end: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR with the 12-byte
 // modern header (TUNSETVNETHDRSZ), IFF_MULTI_QUEUE with one fd per queue pair, TUNSETOFFLOAD
 // following the guest's offloads (§5.1.6.2, §5.1.6.5.6.1).
