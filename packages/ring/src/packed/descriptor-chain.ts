@@ -1,6 +1,7 @@
 import type { GuestMemory, GuestRegion } from '@virtio-ts/memory';
 import { MAX_QUEUE_SIZE, VIRTQ_DESC_F_AVAIL, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_USED, VIRTQ_DESC_F_WRITE } from '../constants.js';
 import { RingError, type RingErrorCode } from '../errors.js';
+import { EMPTY_SEGMENTS, segmentsOf } from '../segments.js';
 import type { DescriptorChain, Segment } from '../types.js';
 import type { PackedRingViews } from './layout.js';
 
@@ -17,7 +18,7 @@ const TWO_POW_32 = 0x1_0000_0000;
 /** High u32 of the largest valid guest address (2^53 - 1). */
 const MAX_ADDRESS_HIGH = 0x1fffff;
 
-const EMPTY: readonly Segment[] = Object.freeze([]);
+const EMPTY = EMPTY_SEGMENTS;
 
 /** True when a descriptor with `flags` is available in the lap whose wrap counter is `wrap` (§2.8.1). */
 export function isAvailable(flags: number, wrap: boolean): boolean {
@@ -50,6 +51,9 @@ export class PackedChainReader {
   /** The error of the last {@link parse} that returned null. */
   lastError: RingError | null = null;
   private region: GuestRegion;
+  /** Typed scratch of a direct chain's segments (at most `size`), turned into objects once it has passed. */
+  private readonly addresses: Float64Array;
+  private readonly lengths: Uint32Array;
 
   constructor(
     private readonly views: PackedRingViews,
@@ -59,6 +63,8 @@ export class PackedChainReader {
     private readonly queue: number,
   ) {
     this.region = memory.regions[0]!;
+    this.addresses = new Float64Array(size);
+    this.lengths = new Uint32Array(size);
   }
 
   /** Slots taken by the buffer starting at `position` in lap `wrap`; 0 when not available; {@link EXTENT_TOO_LONG}. */
@@ -113,8 +119,10 @@ export class PackedChainReader {
           : { head: id, readable: [segment], writable: EMPTY, readableLength: length, writableLength: 0, descriptorCount: 1 };
       }
     }
-    let readable: Segment[] | null = null;
-    let writable: Segment[] | null = null;
+    const addresses = this.addresses;
+    const lengths = this.lengths;
+    let readableCount = 0;
+    let writableCount = 0;
     let readableLength = 0;
     let writableLength = 0;
     let slot = position;
@@ -135,18 +143,17 @@ export class PackedChainReader {
       if (high > MAX_ADDRESS_HIGH) return this.error('ADDRESS_OUT_OF_RANGE', 'buffer address past 2^53', id, slot, high * TWO_POW_32 + low, length);
       const address = high * TWO_POW_32 + low;
       if (!this.mapped(address, length)) return this.error('ADDRESS_OUT_OF_RANGE', 'buffer is not inside guest memory', id, slot, address, length);
+      // count <= size (extent() stops at the queue size), so the scratch index stays in range.
+      addresses[i] = address;
+      lengths[i] = length;
       if ((flags & VIRTQ_DESC_F_WRITE) !== 0) {
-        const segment: Segment = { address, length };
-        if (writable === null) writable = [segment]; // a literal, then push: no empty-array growth
-        else writable.push(segment);
+        writableCount++;
         writableLength += length;
       } else {
         // §2.8.17: "The driver MUST place any device-writable descriptor elements after any
         // device-readable descriptor elements."
-        if (writable !== null) return this.error('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', id, slot);
-        const segment: Segment = { address, length };
-        if (readable === null) readable = [segment];
-        else readable.push(segment);
+        if (writableCount !== 0) return this.error('READABLE_AFTER_WRITABLE', 'device-readable descriptor after a device-writable one', id, slot);
+        readableCount++;
         readableLength += length;
       }
       if (readableLength + writableLength > MAX_TOTAL_LENGTH) {
@@ -155,7 +162,14 @@ export class PackedChainReader {
       slot++;
       if (slot === size) slot = 0;
     }
-    return { head: id, readable: readable ?? EMPTY, writable: writable ?? EMPTY, readableLength, writableLength, descriptorCount: count };
+    return {
+      head: id,
+      readable: segmentsOf(addresses, lengths, 0, readableCount),
+      writable: segmentsOf(addresses, lengths, readableCount, writableCount),
+      readableLength,
+      writableLength,
+      descriptorCount: count,
+    };
   }
 
   /** §2.8.7: the one ring descriptor refers to a table of `length / 16` descriptors. */

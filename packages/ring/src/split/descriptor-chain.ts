@@ -1,6 +1,7 @@
 import type { GuestMemory, GuestRegion } from '@virtio-ts/memory';
 import { DESCRIPTOR_SIZE, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../constants.js';
 import { RingError, type RingErrorCode } from '../errors.js';
+import { EMPTY_SEGMENTS as EMPTY, segment, segmentsOf } from '../segments.js';
 import type { DescriptorChain, Segment } from '../types.js';
 
 /** Largest chain length in bytes (§2.7.5.2: a chain MUST NOT exceed 2^32 bytes in total). */
@@ -10,16 +11,6 @@ export const MAX_CHAIN_LENGTH = 0xffff_ffff;
 const TWO_POW_32 = 4294967296;
 /** An address high word at or above this puts the address at or past 2^53 (invalid, see ARCHITECTURE.md). */
 const MAX_ADDRESS_HIGH = 0x20_0000;
-
-const EMPTY: readonly Segment[] = Object.freeze([]);
-
-/**
- * One buffer segment of a chain. Built as an object literal `{ address, length }`, so that it
- * shares its hidden class with the segments callers pass to `add()` (and the packed ring's).
- */
-function segment(address: number, length: number): Segment {
-  return { address, length };
-}
 
 /** A validated split-ring chain, as `SplitDeviceQueue.pop()` returns it. */
 export class SplitDescriptorChain implements DescriptorChain {
@@ -296,33 +287,6 @@ export class DescriptorChainReader {
 
   private error(code: RingErrorCode, message: string, descriptor: number, address?: number, length?: number): RingError {
     return new RingError(code, message, { queue: this.queue, head: this.head, descriptor, address, length });
-  }
-}
-
-/**
- * The segments `start .. start + count - 1` of the scratch, as a new exact-size array of new
- * segment objects (array literals for short chains: the cheapest allocation, and no write
- * barrier since the array is younger than its elements' stores).
- */
-function segmentsOf(addresses: Float64Array, lengths: Uint32Array, start: number, count: number): readonly Segment[] {
-  switch (count) {
-    case 0:
-      return EMPTY;
-    case 1:
-      return [segment(addresses[start]!, lengths[start]!)];
-    case 2:
-      return [segment(addresses[start]!, lengths[start]!), segment(addresses[start + 1]!, lengths[start + 1]!)];
-    case 3:
-      return [
-        segment(addresses[start]!, lengths[start]!),
-        segment(addresses[start + 1]!, lengths[start + 1]!),
-        segment(addresses[start + 2]!, lengths[start + 2]!),
-      ];
-    default: {
-      const segments: Segment[] = [];
-      for (let k = start; k < start + count; k++) segments.push(segment(addresses[k]!, lengths[k]!));
-      return segments;
-    }
   }
 }
 

@@ -7,6 +7,9 @@ import { AVAIL_FLAGS_OFFSET, AVAIL_IDX_OFFSET, AVAIL_RING_OFFSET, USED_FLAGS_OFF
 import { restoreSplitState } from './queue-state.js';
 import { needEvent, resolveFeatures } from './ring-math.js';
 
+/** `held[head]` of a head the device does not hold. */
+const NOT_HELD = -1;
+
 /**
  * The device side of a split virtqueue (VIRTIO 1.3 §2.7): pops validated chains, returns used
  * buffers, and decides when to interrupt the driver.
@@ -64,11 +67,13 @@ export class SplitDeviceQueue implements DeviceQueue {
   private notificationsEnabled = true;
   private isBroken = false;
 
-  /** Bitmap of heads popped and not yet used (H10: a head made available again while in flight). */
-  private readonly inFlightBits: Uint32Array;
+  /**
+   * Per head: the writable length of the chain while the head is in flight (popped, not yet
+   * used; H10: such a head cannot be made available again), {@link NOT_HELD} otherwise. One
+   * array for both facts: the hot path touches one slot per head.
+   */
+  private readonly held: Float64Array;
   private inFlightCount = 0;
-  /** Writable length of each in-flight head, to check the used length. */
-  private readonly writableLengths: Uint32Array;
   /** VIRTIO_F_IN_ORDER: heads in pop order (a ring of `size`; at most `size` are in flight). */
   private readonly order: Uint16Array;
   private orderFirst = 0;
@@ -100,8 +105,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.usedRingIndex32 = (usedBase16 + USED_RING_OFFSET / 2) / 2;
     this.availEventIndex = usedBase16 + (USED_RING_OFFSET + 8 * layout.size) / 2;
 
-    this.inFlightBits = new Uint32Array(Math.ceil(layout.size / 32));
-    this.writableLengths = new Uint32Array(layout.size);
+    this.held = new Float64Array(layout.size).fill(NOT_HELD);
     this.order = new Uint16Array(layout.size);
   }
 
@@ -121,8 +125,8 @@ export class SplitDeviceQueue implements DeviceQueue {
     for (const head of s.inFlight) {
       // In pop order (saveState keeps it for VIRTIO_F_IN_ORDER).
       queue.order[queue.inFlightCount] = head;
-      queue.markInFlight(head);
-      queue.writableLengths[head] = MAX_CHAIN_LENGTH; // unknown after restore: accept any length
+      queue.held[head] = MAX_CHAIN_LENGTH; // writable length unknown after restore: accept any length
+      queue.inFlightCount++;
     }
     return queue;
   }
@@ -164,17 +168,15 @@ export class SplitDeviceQueue implements DeviceQueue {
     if (head >= this.size) {
       throw this.breakQueue('DESCRIPTOR_INDEX_OUT_OF_RANGE', `head ${head} is outside the queue`, { descriptor: head });
     }
-    const word = head >>> 5;
-    const bit = 1 << (head & 31);
-    const bits = this.inFlightBits[word]!;
+    const held = this.held;
     // H10: a head the device still holds cannot be made available again.
-    if ((bits & bit) !== 0) throw this.breakQueue('HEAD_IN_FLIGHT', `head ${head} made available again while in flight`, { head });
-    this.inFlightBits[word] = bits | bit;
+    if (held[head] !== NOT_HELD) throw this.breakQueue('HEAD_IN_FLIGHT', `head ${head} made available again while in flight`, { head });
+    // Held with no writable bytes until the chain is read: an invalid chain is completed with 0.
+    held[head] = 0;
     this.inFlightCount++;
     if (this.inOrder) this.order[(this.orderFirst + this.inFlightCount - 1) & this.mask] = head;
-    this.writableLengths[head] = 0;
     const chain = this.reader.read(head);
-    this.writableLengths[head] = chain.writableLength;
+    held[head] = chain.writableLength;
     return chain;
   }
 
@@ -185,7 +187,8 @@ export class SplitDeviceQueue implements DeviceQueue {
       if (this.order[this.orderFirst] !== head) throw this.usedError('VIRTIO_F_IN_ORDER: buffers must be used in the order they were made available', head);
       this.orderFirst = (this.orderFirst + 1) & this.mask;
     }
-    this.clearInFlight(head);
+    this.held[head] = NOT_HELD;
+    this.inFlightCount--;
     const slot = this.usedRingIndex32 + (this.nextUsed & this.mask) * 2;
     this.usedU32[slot] = head;
     this.usedU32[slot + 1] = length;
@@ -215,14 +218,17 @@ export class SplitDeviceQueue implements DeviceQueue {
         throw this.usedError('VIRTIO_F_IN_ORDER: buffers must be used in the order they were made available', e.head);
       }
     }
-    // Duplicates inside the batch: clear as we go, undo on failure.
+    // Duplicates inside the batch: mark each head as taken by the batch, keeping its writable
+    // length recoverable (-2 - length), and undo on failure.
+    const held = this.held;
     for (let k = 0; k < n; k++) {
       const head = elements[k]!.head;
-      if (!this.isInFlight(head)) {
-        for (let u = 0; u < k; u++) this.markInFlight(elements[u]!.head);
+      const writable = held[head]!;
+      if (writable < 0) {
+        for (let u = 0; u < k; u++) held[elements[u]!.head] = -2 - held[elements[u]!.head]!;
         throw this.usedError('head appears twice in the batch', head);
       }
-      this.clearInFlight(head);
+      held[head] = -2 - writable;
     }
     const nextUsed = this.nextUsed;
     const usedU32 = this.usedU32;
@@ -230,7 +236,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       let runStart = nextUsed;
       for (let k = 0; k < n; k++) {
         const e = elements[k]!;
-        if (k === n - 1 || e.length !== this.writableLengths[e.head]) {
+        if (k === n - 1 || e.length !== -2 - held[e.head]!) {
           const slot = this.usedRingIndex32 + (runStart & this.mask) * 2;
           usedU32[slot] = e.head;
           usedU32[slot + 1] = e.length;
@@ -246,6 +252,8 @@ export class SplitDeviceQueue implements DeviceQueue {
         usedU32[slot + 1] = e.length;
       }
     }
+    for (let k = 0; k < n; k++) held[elements[k]!.head] = NOT_HELD;
+    this.inFlightCount -= n;
     this.nextUsed = (nextUsed + n) & 0xffff;
     Atomics.store(this.usedU16, this.usedIdxIndex, this.nextUsed);
   }
@@ -283,7 +291,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.signalledUsed = 0;
     this.notificationsEnabled = true;
     this.isBroken = false;
-    this.inFlightBits.fill(0);
+    this.held.fill(NOT_HELD);
     this.inFlightCount = 0;
     this.orderFirst = 0;
   }
@@ -293,7 +301,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     if (this.inOrder) {
       for (let k = 0; k < this.inFlightCount; k++) inFlight.push(this.order[(this.orderFirst + k) & this.mask]!);
     } else {
-      for (let head = 0; head < this.size; head++) if (this.isInFlight(head)) inFlight.push(head);
+      for (let head = 0; head < this.size; head++) if (this.held[head] !== NOT_HELD) inFlight.push(head);
     }
     return {
       version: 1,
@@ -308,27 +316,13 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   private checkUsed(head: number, length: number): void {
-    if (head >>> 0 !== head || head >= this.size || !this.isInFlight(head)) {
-      throw this.usedError(`head ${head} is not in flight`, head);
-    }
+    if (head >>> 0 !== head || head >= this.size) throw this.usedError(`head ${head} is not in flight`, head);
+    const writable = this.held[head]!;
+    if (writable === NOT_HELD) throw this.usedError(`head ${head} is not in flight`, head);
     // §2.7.8.1: len is the number of bytes written into the writable part of the buffer.
-    if (length >>> 0 !== length || length > this.writableLengths[head]!) {
+    if (length >>> 0 !== length || length > writable) {
       throw new RingError('INVALID_USED', `used length ${length} exceeds the chain's writable length`, { queue: this.queueIndex, head, length });
     }
-  }
-
-  private isInFlight(head: number): boolean {
-    return (this.inFlightBits[head >>> 5]! & (1 << (head & 31))) !== 0;
-  }
-
-  private markInFlight(head: number): void {
-    this.inFlightBits[head >>> 5]! |= 1 << (head & 31);
-    this.inFlightCount++;
-  }
-
-  private clearInFlight(head: number): void {
-    this.inFlightBits[head >>> 5]! &= ~(1 << (head & 31));
-    this.inFlightCount--;
   }
 
   // Error builders return the error and callers `throw` it: the compiler then knows that the

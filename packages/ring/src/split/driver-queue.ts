@@ -115,10 +115,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   private readonly nextFree: Uint16Array;
   private freeHead = 0;
   private free: number;
-  /** Per head: direct descriptors held, writable bytes, whether in flight, and the caller's token. */
+  /** Per head: descriptors the chain holds (0: the head is not in flight), writable bytes, and the caller's token. */
   private readonly chainDescriptors: Uint16Array;
   private readonly writableLengths: Uint32Array;
-  private readonly active: Uint8Array;
   private readonly tokens: (T | undefined)[];
   private inFlightCount = 0;
   /** Out-value of writeDirect (a field, so that no array is allocated per add). */
@@ -195,7 +194,6 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.free = size;
     this.chainDescriptors = new Uint16Array(size);
     this.writableLengths = new Uint32Array(size);
-    this.active = new Uint8Array(size);
     this.tokens = new Array<T | undefined>(size).fill(undefined);
     this.order = new Uint16Array(size);
 
@@ -282,7 +280,6 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.chainDescriptors[head] = needed;
     this.writableLengths[head] = writableLength;
     this.tokens[head] = token;
-    this.active[head] = 1;
     if (this.inOrder) this.order[(this.orderFirst + this.inFlightCount) & this.mask] = head;
     this.inFlightCount++;
 
@@ -319,7 +316,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const slot = this.usedRingIndex32 + (lastUsed & this.mask) * 2;
     const id = this.usedU32[slot]!;
     const length = this.usedU32[slot + 1]!;
-    if (id >= this.size || this.active[id] === 0) throw this.badUsed(`used id ${id} is not in flight`, id);
+    if (id >= this.size || this.chainDescriptors[id] === 0) throw this.badUsed(`used id ${id} is not in flight`, id);
     if (length > this.writableLengths[id]!) throw this.badUsed(`used length ${length} exceeds the writable length ${this.writableLengths[id]}`, id, length);
     if (this.inOrder) {
       // §2.7.9: one used entry may stand for a batch ending at `id`; the batch is the oldest buffers.
@@ -364,7 +361,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       // release() advances orderFirst.
       while (this.inFlightCount > 0) tokens.push(this.release(this.order[this.orderFirst]!));
     } else {
-      for (let head = 0; head < this.size; head++) if (this.active[head] === 1) tokens.push(this.release(head));
+      for (let head = 0; head < this.size; head++) if (this.chainDescriptors[head] !== 0) tokens.push(this.release(head));
     }
     this.batchRemaining = 0;
     return tokens;
@@ -464,7 +461,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.free += count;
     const token = this.tokens[head] as T;
     this.tokens[head] = undefined;
-    this.active[head] = 0;
+    this.chainDescriptors[head] = 0;
     this.inFlightCount--;
     if (this.inOrder) this.orderFirst = (this.orderFirst + 1) & this.mask;
     return token;
