@@ -81,6 +81,11 @@ export class ControlQueue {
 
   notify(): void {
     this.target.metrics.queues[this.runner.index]!.notifications++;
+    this.resume();
+  }
+
+  /** Executes every available command (also the runner's resume after a yield, H17). */
+  resume(): void {
     let completed = 0;
     this.runner.drain((chain) => {
       this.handle(chain);

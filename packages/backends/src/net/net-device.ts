@@ -376,7 +376,8 @@ export class NetDevice implements VirtioDevice {
       this.controlIndex = 2 * pairs;
       const queue = context.queues[this.controlIndex] ?? null;
       if (queue !== null) {
-        this.control = new ControlQueue(this.runner(this.controlIndex, queue, context), {
+        // H17: a guest keeping the control queue full yields the thread; the drain resumes from a timer.
+        this.control = new ControlQueue(this.runner(this.controlIndex, queue, context, () => this.control?.resume()), {
           memory: context.memory,
           metrics: this.metrics,
           features: f,
