@@ -123,6 +123,9 @@ export class ReadinessWaiter {
     });
     this.epoll.close();
     this.stopFd.close();
+    // Wake a wait() still parked on the word (the thread may have been terminated without notifying).
+    Atomics.add(this.state, 0, 1);
+    Atomics.notify(this.state, 0);
   }
 
   private take(): Readiness[] {

@@ -213,7 +213,12 @@ export class StreamNetBackend implements NetBackend, NetPort {
     socket.on('data', (chunk: Buffer) => {
       if (this.socket !== socket) return;
       this.decoder.push(chunk);
-      this.deliver();
+      try {
+        this.deliver();
+      } catch (error) {
+        // A receiver that throws is a bug in the device; report it and keep the connection.
+        this.report(hostIo(error, 'receiver threw', this.description));
+      }
     });
     socket.on('drain', () => {
       if (this.socket !== socket || !this.full) return;
@@ -289,7 +294,19 @@ export class StreamNetBackend implements NetBackend, NetPort {
     try {
       for (;;) {
         if (this.blocked) break;
-        const frame = this.held ?? this.decoder.next();
+        let frame = this.held;
+        if (frame === undefined) {
+          try {
+            frame = this.decoder.next();
+          } catch (error) {
+            // A hostile length: this connection cannot be resynchronised. Close it, keep serving.
+            this.stats.protocolErrors++;
+            this.report(BackendError.isInstance(error) ? error : hostIo(error, 'stream framing failed', this.description));
+            socket?.destroy();
+            if (socket !== undefined) this.lost(socket);
+            break;
+          }
+        }
         if (frame === undefined) break;
         this.held = undefined;
         const receiver = this.receiver;
@@ -311,14 +328,9 @@ export class StreamNetBackend implements NetBackend, NetPort {
         this.stats.rxBytes += frame.length;
         delivered = true;
       }
-    } catch (error) {
-      // A hostile length: this connection cannot be resynchronised. Close it, keep serving.
-      this.stats.protocolErrors++;
-      this.report(BackendError.isInstance(error) ? error : hostIo(error, 'stream framing failed', this.description));
-      socket?.destroy();
-      if (socket !== undefined) this.lost(socket);
+    } finally {
+      if (delivered) this.receiver?.receiveBatchEnd?.();
     }
-    if (delivered) this.receiver?.receiveBatchEnd?.();
     if (socket !== undefined && this.socket === socket) {
       if (this.blocked && !socket.isPaused()) socket.pause();
       else if (!this.blocked && socket.isPaused()) socket.resume();

@@ -185,8 +185,13 @@ export class TapNetBackend implements NetBackend {
       for (const r of ready) {
         const port = this.ports[r.id];
         if (port === undefined) continue;
-        if (r.writable) port.onWritable();
-        if (r.readable) port.pump();
+        try {
+          if (r.writable) port.onWritable();
+          if (r.readable) port.pump();
+        } catch (error) {
+          // A receiver that throws is a bug in the device; keep serving the other queues.
+          this.reportError(error, `queue pair ${r.id}: receiver threw`);
+        }
       }
     }
   }
