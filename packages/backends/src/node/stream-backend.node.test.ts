@@ -186,6 +186,52 @@ describe('StreamNetBackend over a Unix socket', () => {
     }
   });
 
+  it('property over a real socket: any frames, split anywhere, arrive whole and in order; a hostile length after them closes only that connection', async () => {
+    const file = path.join(dir, 'p.sock');
+    const errors: BackendError[] = [];
+    const backend = await StreamNetBackend.listen({ path: file }, { onError: (e) => errors.push(e) });
+    const r = new Recorder();
+    backend.port(0).attach(r);
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.integer({ min: 14, max: 1600 }), { minLength: 1, maxLength: 8 }),
+          fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 8 }),
+          fc.option(fc.oneof(fc.constant(0), fc.integer({ min: STREAM_MAX_FRAME + 1, max: 0xffffffff })), { nil: undefined }),
+          async (lengths, cuts, hostile) => {
+            r.frames.length = 0;
+            const before = backend.stats.protocolErrors;
+            const frames = lengths.map((n, i) => frameOf(n, i * 13));
+            const parts = frames.map((f) => encodeStreamFrame([f]));
+            if (hostile !== undefined) parts.push(lengthPrefix(hostile), new Uint8Array(16));
+            const bytes = Buffer.concat(parts);
+            const peer = await connectRaw(file);
+            await backend.waitForPeer();
+            for (let pos = 0, c = 0; pos < bytes.length; c++) {
+              const end = Math.min(bytes.length, pos + cuts[c % cuts.length]!);
+              peer.write(bytes.subarray(pos, end));
+              pos = end;
+            }
+            await r.until(frames.length);
+            expect(r.frames).toEqual(frames);
+            if (hostile !== undefined) {
+              await closed(peer);
+              expect(backend.stats.protocolErrors).toBe(before + 1);
+              expect(errors.at(-1)?.code).toBe('PEER_PROTOCOL');
+            } else {
+              peer.destroy();
+              await closed(peer);
+            }
+            while (backend.connected) await new Promise((res) => setTimeout(res, 2));
+          },
+        ),
+        { numRuns: 25 },
+      );
+    } finally {
+      await backend.close();
+    }
+  });
+
   it('a receiver without buffers pauses delivery; resumeReceive hands over the kept frame first, in order', async () => {
     const file = path.join(dir, 'b.sock');
     const backend = await StreamNetBackend.listen({ path: file });
