@@ -155,11 +155,13 @@ describe('virtio-net features (§5.1.3)', () => {
     const device = new NetDevice({ backend: new RecordingNetBackend({ maxQueuePairs: 2, offloads: ALL_OFFLOADS }), queuePairs: 2, controlQueue: false });
     expect(device.queueMaxSizes).toHaveLength(4);
     const f = device.deviceFeatures;
-    for (const bit of [VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_RX_EXTRA, VIRTIO_NET_F_CTRL_MAC_ADDR, VIRTIO_NET_F_CTRL_GUEST_OFFLOADS, VIRTIO_NET_F_GUEST_ANNOUNCE, VIRTIO_NET_F_CTRL_VLAN]) {
+    for (const bit of [VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_RX_EXTRA, VIRTIO_NET_F_CTRL_MAC_ADDR, VIRTIO_NET_F_CTRL_GUEST_OFFLOADS, VIRTIO_NET_F_CTRL_VLAN]) {
       expect(hasFeature(f, bit), `bit ${bit}`).toBe(false);
     }
-    // MQ stays (the front-end runs the control queue), and is accepted without CTRL_VQ.
+    // MQ and GUEST_ANNOUNCE stay (QEMU's vhost-user-net passes them through and runs the
+    // control queue itself), and are accepted without CTRL_VQ.
     expect(hasFeature(f, VIRTIO_NET_F_MQ)).toBe(true);
+    expect(hasFeature(f, VIRTIO_NET_F_GUEST_ANNOUNCE)).toBe(true);
     expect(device.validateFeatures(f)).toBe(true);
   });
 

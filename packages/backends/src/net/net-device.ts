@@ -83,7 +83,7 @@ export interface NetDeviceOptions extends RingFeatureOptions {
   readonly mtu?: number;
   /** Offloads to offer, further limited by the back-end's. Default: all the back-end honours. */
   readonly offloads?: Partial<NetOffloads>;
-  /** Offer VIRTIO_NET_F_GUEST_ANNOUNCE (with the control queue). Default true. */
+  /** Offer VIRTIO_NET_F_GUEST_ANNOUNCE. Default true. */
   readonly guestAnnounce?: boolean;
 }
 
@@ -229,9 +229,11 @@ export class NetDevice implements VirtioDevice {
     }
     if (control) {
       features |= featureBits(VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_RX_EXTRA, VIRTIO_NET_F_CTRL_MAC_ADDR);
-      if (options.guestAnnounce ?? true) features |= featureBit(VIRTIO_NET_F_GUEST_ANNOUNCE);
       if ((features & GUEST_OFFLOAD_MASK) !== 0n) features |= featureBit(VIRTIO_NET_F_CTRL_GUEST_OFFLOADS);
     }
+    // Without a control queue the front-end answers ANNOUNCE_ACK; offering the bit tells QEMU's
+    // vhost-user-net that the guest announces itself (no RARP sent out of band).
+    if (options.guestAnnounce ?? true) features |= featureBit(VIRTIO_NET_F_GUEST_ANNOUNCE);
     // MQ needs a back-end with that many ports; without a control queue the front-end (QEMU's
     // vhost-user-net) runs VQ_PAIRS_SET itself and enables the rings of the pairs in use.
     if (pairs > 1 && backend.maxQueuePairs > 1) features |= featureBit(VIRTIO_NET_F_MQ);
@@ -301,8 +303,9 @@ export class NetDevice implements VirtioDevice {
   validateFeatures(features: Features): boolean {
     for (const [feature, requires] of DEPENDENCIES) {
       if (!hasFeature(features, feature)) continue;
-      // Data-plane-only (vhost-user-net): the front-end owns the control queue behind MQ.
-      if (feature === VIRTIO_NET_F_MQ && !this.hasControlQueue) continue;
+      // Data-plane-only (vhost-user-net): the front-end owns the control queue behind MQ and
+      // GUEST_ANNOUNCE.
+      if ((feature === VIRTIO_NET_F_MQ || feature === VIRTIO_NET_F_GUEST_ANNOUNCE) && !this.hasControlQueue) continue;
       if (!requires.some((r) => hasFeature(features, r))) return false;
     }
     return true;
