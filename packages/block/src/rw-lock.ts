@@ -65,3 +65,30 @@ export class RwLock {
     }
   }
 }
+
+/**
+ * A FIFO asynchronous mutex for short critical sections (the qcow2 metadata lock that allocating
+ * writes take inside their shared hold of the image lock). Not re-entrant.
+ */
+export class Mutex {
+  #held = false;
+  readonly #queue: (() => void)[] = [];
+
+  /** Runs `fn` alone among the holders of this mutex. */
+  async run<T>(fn: () => Promise<T> | T): Promise<T> {
+    if (this.#held || this.#queue.length > 0) await new Promise<void>((grant) => this.#queue.push(grant));
+    else this.#held = true;
+    try {
+      return await fn();
+    } finally {
+      const next = this.#queue.shift();
+      if (next === undefined) this.#held = false;
+      else next();
+    }
+  }
+
+  /** True when nobody holds or waits for the mutex. */
+  get idle(): boolean {
+    return !this.#held && this.#queue.length === 0;
+  }
+}

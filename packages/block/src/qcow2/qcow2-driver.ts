@@ -1,12 +1,19 @@
 /**
  * The qcow2 {@link BlockDriver}: guest reads and writes over a {@link Qcow2Image}.
  *
- * Concurrency: reads, and writes whose clusters are already allocated with refcount 1 (and, with
- * extended L2, whose subclusters are allocated), run under the image lock *shared*, in parallel.
- * Everything that allocates or changes metadata (allocating writes and their copy-on-write,
- * zeroing, discard, resize, compressed writes) runs under the lock *exclusive*, and re-examines
- * the L2 entry once it holds the lock, so two racing writes to one new cluster allocate it once
- * and the second sees the first's data when it copies the rest of the cluster.
+ * Concurrency (as QEMU's qcow2: allocate under a short metadata lock, write the data outside it):
+ * reads and writes hold the image lock *shared*. A write whose clusters are all allocated with
+ * refcount 1 (and, with extended L2, whose subclusters are allocated) goes straight to the file.
+ * Any other write plans under the image's metadata mutex — allocates the host clusters it needs
+ * (refcounts raised in the cache) and marks its guest clusters in flight — then writes its data
+ * and copy-on-write bytes with no lock but the shared one, then links the new L2 entries under the
+ * mutex again. A write that meets an in-flight cluster waits for that write and plans again, so
+ * two racing writes to one new cluster allocate it once and the second sees the first's data when
+ * it copies the rest of the cluster. Zeroing, discard, compressed writes and resize run under the
+ * image lock *exclusive* (they wait for every in-flight write). Crash order is unchanged: an L2
+ * entry changes only after its data write completed, and reaches the disk only through
+ * flushMetadata (refcounts, flush, L2, flush, L1). A newly allocated cluster past the end of the
+ * file reads as zeroes until written, so copy-on-write of zeroes into it writes nothing.
  */
 import type { BlockDriver, BlockDriverInfo, BlockFile, BlockStatus } from '../block-driver.js';
 import { BlockError } from '../errors.js';
@@ -20,6 +27,37 @@ import type { CachedTable } from './cache.js';
 const ALL_SUBCLUSTERS = 0xffffffff;
 /** Longest run of fresh clusters allocated and written at once (bounds one host write). */
 const MAX_RUN_CLUSTERS = 1024;
+
+/** One cluster of an allocating write, as planned under the metadata mutex. */
+interface PlannedPiece {
+  readonly clusterIndex: number;
+  readonly l1Index: number;
+  /** Where the guest data starts in the cluster, and its length. */
+  readonly inCluster: number;
+  readonly length: number;
+  /** Where the data starts in the request buffer. */
+  readonly pos: number;
+  /** Host cluster offset. */
+  host: number;
+  /** The bytes [start, end) of the cluster are written; around the data they come from `fill`. */
+  start: number;
+  end: number;
+  fill: 'none' | 'zero' | 'read';
+  /** The L2 entry when planned, and the entry to link once the data is written (none: in place). */
+  readonly old: L2Entry;
+  link: L2Entry | undefined;
+  /** Whether the old entry's storage is released when linking. */
+  release: boolean;
+  /** Whether `host` was allocated for this write. */
+  allocated: boolean;
+}
+
+interface WritePlan {
+  readonly pieces: PlannedPiece[];
+  /** Pieces with an L2 entry to link (the write's in-flight clusters). */
+  readonly linked: PlannedPiece[];
+  done: () => void;
+}
 
 /** A bit mask of subclusters first..last (0..31). */
 function subclusterMask(first: number, last: number): number {
@@ -212,19 +250,218 @@ export class Qcow2Driver implements BlockDriver {
     checkRequest('write', offset, buffer.length, this.image.size, 1);
     this.image.checkWritable('write');
     if (buffer.length === 0) return;
-    // Fast path: every cluster already allocated and owned (refcount 1): no metadata changes.
-    const inPlace = await this.image.lock.shared(async () => {
+    const image = this.image;
+    await image.lock.shared(async () => {
+      // Fast path: every cluster already allocated and owned (refcount 1): no metadata changes.
       const hosts = await this.#inPlaceHosts(offset, buffer.length);
-      if (hosts === undefined) return false;
-      await this.#writeHosts(hosts, buffer);
-      return true;
+      if (hosts !== undefined) {
+        await this.#writeHosts(hosts, buffer);
+        return;
+      }
+      for (;;) {
+        const plan = await image.metadataMutex.run(() => this.#planWrite(offset, buffer.length));
+        if ('wait' in plan) {
+          // Another write is allocating one of our clusters: wait for it, then look again.
+          await plan.wait;
+          continue;
+        }
+        try {
+          await this.#writePlanned(plan, buffer);
+        } catch (error) {
+          await image.metadataMutex.run(() => this.#abortPlan(plan));
+          throw error;
+        }
+        await image.metadataMutex.run(() => this.#commitPlan(plan));
+        return;
+      }
     });
-    if (inPlace) return;
-    await this.image.lock.exclusive(async () => {
-      this.image.checkWritable('write');
-      await this.#writeLocked(offset, buffer);
-      await this.image.afterMetadataOperation();
-    });
+    if (image.needsMaintenance) await image.lock.exclusive(() => image.afterMetadataOperation());
+  }
+
+  /** Guest clusters whose allocation is in flight (planned, data being written, not yet linked). */
+  readonly #inflight = new Map<number, Promise<void>>();
+
+  /**
+   * Plans an allocating write: allocates the host clusters it needs (refcounts raised in the
+   * cache) and registers its clusters as in flight, or returns (as `wait`) the promise of an
+   * in-flight allocation of one of them. Holds `lock` shared and the metadata mutex.
+   */
+  async #planWrite(offset: number, length: number): Promise<WritePlan | { readonly wait: Promise<void> }> {
+    const image = this.image;
+    const cs = image.clusterSize;
+    const firstCluster = Math.floor(offset / cs);
+    const lastCluster = Math.floor((offset + length - 1) / cs);
+    for (let c = firstCluster; c <= lastCluster; c++) {
+      const pending = this.#inflight.get(c);
+      if (pending !== undefined) return { wait: pending };
+    }
+    image.checkWritable('write');
+    const backing = image.backing;
+    const pieces: PlannedPiece[] = [];
+    let fresh = 0;
+    let pos = 0;
+    while (pos < length) {
+      const guest = offset + pos;
+      const clusterIndex = Math.floor(guest / cs);
+      const inCluster = guest - clusterIndex * cs;
+      const n = Math.min(cs - inCluster, length - pos);
+      const l1Index = Math.floor(clusterIndex / image.l2Entries);
+      const l1 = image.l1Entry(l1Index);
+      let entry: L2Entry;
+      if (l1.offset !== 0 && l1.copied) {
+        entry = image.l2Entry(await image.readL2(l1.offset), clusterIndex % image.l2Entries);
+      } else {
+        await image.markDirtyIfLazy();
+        entry = image.l2Entry(await this.#l2ForWrite(l1Index), clusterIndex % image.l2Entries);
+      }
+      const piece: PlannedPiece = { clusterIndex, l1Index, inCluster, pos, length: n, host: 0, start: inCluster, end: inCluster + n, fill: 'none', old: entry, link: undefined, release: false, allocated: false };
+      if (!image.extendedL2) {
+        if (entry.kind === 'normal' && entry.copied) {
+          piece.host = entry.offset;
+        } else if (entry.kind === 'zero-alloc' && entry.copied) {
+          // Preallocated zero cluster: reuse its host cluster, zeroes around the data.
+          piece.host = entry.offset;
+          piece.link = { ...entry, kind: 'normal' };
+          this.#widen(piece, 0, cs, 'zero');
+        } else {
+          piece.allocated = true;
+          piece.release = true;
+          piece.link = { kind: 'normal', offset: 0, copied: true, compressedSize: 0, allocBitmap: 0, zeroBitmap: 0 };
+          const zeroSource = entry.kind === 'zero-plain' || entry.kind === 'zero-alloc' || (entry.kind === 'unallocated' && (backing === undefined || clusterIndex * cs >= backing.length));
+          this.#widen(piece, 0, cs, zeroSource ? 'zero' : 'read');
+          fresh++;
+        }
+      } else {
+        const scs = image.subclusterSize;
+        const first = Math.floor(inCluster / scs);
+        const last = Math.floor((inCluster + n - 1) / scs);
+        const mask = subclusterMask(first, last);
+        if (entry.kind === 'normal' && entry.copied) {
+          piece.host = entry.offset;
+          if ((entry.allocBitmap & mask) !== mask) {
+            piece.link = { ...entry, allocBitmap: (entry.allocBitmap | mask) >>> 0, zeroBitmap: (entry.zeroBitmap & ~mask) >>> 0 };
+            // Copy-on-write only into subclusters not yet allocated: an allocated edge subcluster
+            // is written in place (a concurrent in-place write to its other bytes must survive).
+            const start = (entry.allocBitmap & (1 << first)) !== 0 ? inCluster : first * scs;
+            const end = (entry.allocBitmap & (1 << last)) !== 0 ? inCluster + n : (last + 1) * scs;
+            this.#widen(piece, start, end, 'read');
+          }
+        } else if (entry.kind === 'unallocated') {
+          piece.allocated = true;
+          piece.link = { kind: 'normal', offset: 0, copied: true, compressedSize: 0, allocBitmap: mask, zeroBitmap: (entry.zeroBitmap & ~mask) >>> 0 };
+          this.#widen(piece, first * scs, (last + 1) * scs, 'read');
+          fresh++;
+        } else {
+          // Compressed or shared: copy the whole cluster.
+          piece.allocated = true;
+          piece.release = true;
+          piece.link = { kind: 'normal', offset: 0, copied: true, compressedSize: 0, allocBitmap: ALL_SUBCLUSTERS, zeroBitmap: 0 };
+          this.#widen(piece, 0, cs, 'read');
+          fresh++;
+        }
+      }
+      pieces.push(piece);
+      pos += n;
+    }
+    if (fresh > 0) {
+      const run = await image.allocateClusters(fresh);
+      // Clusters past the end of the file read as zeroes (BlockFile contract) until written: a
+      // copy-on-write of zeroes into them needs no write at all.
+      const unwritten = Math.ceil(image.file.length / cs) * cs;
+      let k = 0;
+      for (const piece of pieces) {
+        if (!piece.allocated) continue;
+        piece.host = run + k * cs;
+        piece.link!.offset = piece.host;
+        k++;
+        if (piece.fill === 'zero' && piece.host >= unwritten) {
+          piece.start = piece.inCluster;
+          piece.end = piece.inCluster + piece.length;
+          piece.fill = 'none';
+        }
+      }
+    }
+    const plan: WritePlan = { pieces, linked: [], done: () => undefined };
+    const done = new Promise<void>((resolve) => (plan.done = resolve));
+    for (const piece of pieces) {
+      if (piece.link === undefined) continue;
+      plan.linked.push(piece);
+      this.#inflight.set(piece.clusterIndex, done);
+    }
+    if (plan.linked.length > 0) await image.markDirtyIfLazy();
+    return plan;
+  }
+
+  /** Widens what a piece writes to [start, end) of its cluster, the rest filled by `fill`. */
+  #widen(piece: PlannedPiece, start: number, end: number, fill: 'zero' | 'read'): void {
+    if (start === piece.inCluster && end === piece.inCluster + piece.length) return;
+    piece.start = start;
+    piece.end = end;
+    piece.fill = fill;
+  }
+
+  /** Writes the data (and copy-on-write bytes) of a plan. Holds `lock` shared only. */
+  async #writePlanned(plan: WritePlan, buffer: Uint8Array): Promise<void> {
+    const image = this.image;
+    const cs = image.clusterSize;
+    const writes: { host: number; bytes: Uint8Array }[] = [];
+    const reads: Promise<void>[] = [];
+    for (const piece of plan.pieces) {
+      const data = buffer.subarray(piece.pos, piece.pos + piece.length);
+      let bytes = data;
+      if (piece.fill !== 'none') {
+        bytes = new Uint8Array(piece.end - piece.start);
+        const head = piece.inCluster - piece.start;
+        bytes.set(data, head);
+        if (piece.fill === 'read') {
+          // Copy-on-write source: the cluster's current contents (backing, zero, old data); no
+          // other write can change them while the cluster is in flight.
+          const guestStart = piece.clusterIndex * cs;
+          if (head > 0) reads.push(this.#readRange(guestStart + piece.start, bytes.subarray(0, head)));
+          const tail = head + piece.length;
+          if (tail < bytes.length) reads.push(this.#readRange(guestStart + piece.inCluster + piece.length, bytes.subarray(tail)));
+        }
+      }
+      const host = piece.host + piece.start;
+      image.checkDataOverlap(host, bytes.length);
+      const last = writes[writes.length - 1];
+      if (last !== undefined && last.host + last.bytes.length === host && last.bytes.buffer === bytes.buffer && last.bytes.byteOffset + last.bytes.length === bytes.byteOffset) {
+        last.bytes = new Uint8Array(bytes.buffer, last.bytes.byteOffset, last.bytes.length + bytes.length);
+      } else {
+        writes.push({ host, bytes });
+      }
+    }
+    if (reads.length > 0) await Promise.all(reads);
+    await Promise.all(writes.map((w) => image.file.write(w.host, w.bytes)));
+  }
+
+  /** Links the written clusters into their L2 tables and ends their in-flight state. Metadata mutex. */
+  async #commitPlan(plan: WritePlan): Promise<void> {
+    const image = this.image;
+    try {
+      for (const piece of plan.linked) {
+        // Look the table up again: the cached copy seen when planning may have been evicted since.
+        const table = await image.readL2(image.l1Entry(piece.l1Index).offset);
+        image.writeL2Entry(table, piece.clusterIndex % image.l2Entries, piece.link!);
+        if (piece.release) this.#releaseStorage(piece.old);
+      }
+    } finally {
+      this.#endPlan(plan);
+    }
+  }
+
+  /** A failed write: frees the clusters it allocated (nothing points at them) and ends it. Metadata mutex. */
+  async #abortPlan(plan: WritePlan): Promise<void> {
+    try {
+      for (const piece of plan.pieces) if (piece.allocated) await this.image.freeClusters(piece.host, this.image.clusterSize);
+    } finally {
+      this.#endPlan(plan);
+    }
+  }
+
+  #endPlan(plan: WritePlan): void {
+    for (const piece of plan.linked) this.#inflight.delete(piece.clusterIndex);
+    plan.done();
   }
 
   /** Host offsets per cluster piece if the whole range can be written in place, else undefined. */

@@ -4,10 +4,15 @@
  * beside it).
  *
  * ## Concurrency
- * `lock` is the per-image metadata lock ({@link RwLock}). Guest reads, and writes that land in
- * already-allocated clusters, hold it *shared*; anything that changes metadata (allocation, L1/L2
- * entries, refcounts, the header) holds it *exclusive*. All mutating methods below must be called
- * with `lock` held exclusively; they do not take it themselves (the lock is not re-entrant).
+ * `lock` is the per-image lock ({@link RwLock}). Guest reads and guest writes hold it *shared*;
+ * structural changes (zeroing, discard, compressed writes, resize, snapshots, flush, close) hold it
+ * *exclusive*. Allocating guest writes change metadata while holding `lock` shared: they do so
+ * only inside `metadataMutex`, in two short sections (allocate, then link once the data is
+ * written; see qcow2-driver.ts). So every mutating method below must be called either with `lock`
+ * held exclusively, or with `lock` held shared *and* `metadataMutex` held; they take neither
+ * themselves (neither is re-entrant). Queued frees are applied only under `lock` exclusive
+ * ({@link Qcow2Image.flushMetadata}), so a reader holding `lock` shared never sees a host cluster
+ * it is reading freed and reused.
  *
  * ## Crash safety: the write order
  * Metadata is cached write-back and reaches the disk only through {@link Qcow2Image.flushMetadata},
@@ -28,7 +33,7 @@
  */
 import type { BlockDriver, BlockFile } from '../block-driver.js';
 import { BlockError } from '../errors.js';
-import { RwLock } from '../rw-lock.js';
+import { Mutex, RwLock } from '../rw-lock.js';
 import { MetadataCache, type CachedTable } from './cache.js';
 import type { Qcow2Codec } from './codec.js';
 import {
@@ -119,8 +124,10 @@ export class Qcow2Image {
   readonly l2EntryBytes: number;
   readonly subclusterSize: number;
   readonly l2Format: L2Format;
-  /** The per-image metadata lock. See the module comment. */
+  /** The per-image lock. See the module comment. */
   readonly lock = new RwLock();
+  /** Serialises metadata changes made under `lock` shared (allocating writes). See the module comment. */
+  readonly metadataMutex = new Mutex();
   readonly l2Cache: MetadataCache;
   readonly refcounts: RefcountManager;
   readonly codecs: { readonly deflate?: Qcow2Codec; readonly zstd?: Qcow2Codec };
@@ -503,6 +510,11 @@ export class Qcow2Image {
         if ((await this.refcounts.getRefcount(c)) === 0) this.l2Cache.drop(c * this.clusterSize);
       }
     }
+  }
+
+  /** True when {@link afterMetadataOperation} has work to do (caches or the free queue over budget). */
+  get needsMaintenance(): boolean {
+    return this.l2Cache.overBudget || this.#pendingFrees.length > MAX_PENDING_FREES || this.refcounts.cache.overBudget;
   }
 
   /** Called at the end of each exclusive operation: writes back when caches or queues are over budget. */
