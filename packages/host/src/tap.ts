@@ -6,6 +6,10 @@ import { closeFd, readFd, writeFd } from './fd.js';
 import { errno, libc } from './libc.js';
 
 const IFNAMSIZ = 16;
+/** <linux/if_tun.h>: TUNSETQUEUE = _IOW('T', 217, int) and its ifreq flags. */
+const TUNSETQUEUE = 0x400454d9;
+const IFF_ATTACH_QUEUE = 0x0200;
+const IFF_DETACH_QUEUE = 0x0400;
 
 export interface TapOptions {
   /** Interface name (≤ 15 bytes); the kernel picks `tapN` when omitted. */
@@ -65,6 +69,18 @@ export class Tap {
   setOffload(flags: number): void {
     this.check();
     if (libc().ioctl(this.fd, TUNSETOFFLOAD, 'unsigned long', flags) !== 0) throw syscallError('ioctl(TUNSETOFFLOAD)', errno(), { fd: this.fd, path: this.name });
+  }
+
+  /**
+   * Attaches (true) or detaches (false) this queue of a multiqueue TAP (TUNSETQUEUE): the kernel
+   * steers frames only to attached queues, so a queue nobody reads should be detached. A
+   * detached queue's fd stays open; writing to it fails with EBADFD.
+   */
+  setQueueEnabled(enabled: boolean): void {
+    this.check();
+    const ifreq = new Uint8Array(40);
+    new DataView(ifreq.buffer).setUint16(IFNAMSIZ, enabled ? IFF_ATTACH_QUEUE : IFF_DETACH_QUEUE, true);
+    if (libc().ioctl(this.fd, TUNSETQUEUE, 'uint8_t *', ifreq) !== 0) throw syscallError('ioctl(TUNSETQUEUE)', errno(), { fd: this.fd, path: this.name });
   }
 
   /** The IFF_* features this kernel's tun driver supports. */

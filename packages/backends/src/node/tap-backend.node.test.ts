@@ -176,6 +176,24 @@ describe.skipIf(gate.skip)(`TapNetBackend in a private network namespace${gate.r
     }
   });
 
+  it('multiqueue: a queue is attached (TUNSETQUEUE) only while its port has a receiver, so a guest using one pair of three gets every reply', async () => {
+    const name = `vtd${suffix}`;
+    const backend = openInNamespace(name, 3);
+    try {
+      const rx = new Collector((f) => backend.port(0).send([f]), ourMac, ourIp, 0);
+      backend.port(0).attach(rx);
+      // Eight flows (sender addresses) that the kernel would otherwise spread over three queues.
+      for (let i = 0; i < 8; i++) backend.port(0).send([arp(1, ourMac, [10, 77, 0, 20 + i], [0, 0, 0, 0, 0, 0], parseIp(nsIp))]);
+      await waitFor('eight ARP replies on queue 0', () => {
+        const replies = rx.frames.filter((f) => parseArp(f.frame)?.op === 2);
+        return replies.length >= 8 ? replies : undefined;
+      });
+      expect(backend.stats.rxDropped).toBe(0);
+    } finally {
+      await backend.close();
+    }
+  });
+
   it('a TAP that cannot be opened is a HOST_IO error naming the errno', () => {
     let caught: unknown;
     try {

@@ -77,7 +77,7 @@ export class TapNetBackend implements NetBackend {
     // TUNSETOFFLOAD says (that ioctl only governs what it hands us).
     this.offloads = Object.freeze({ csum: true, tso4: true, tso6: true, ufo, ecn: true });
     this.waiter = new ReadinessWaiter();
-    this.ports = taps.map((tap, index) => new TapPort(this, tap, index));
+    this.ports = taps.map((tap, index) => new TapPort(this, tap, index, taps.length > 1));
     taps.forEach((tap, index) => this.waiter.watch(tap.fd, index));
     this.loop = this.run();
   }
@@ -108,6 +108,9 @@ export class TapNetBackend implements NetBackend {
         ufo = false;
       }
       taps[0]!.setOffload(0);
+      // Multiqueue: the kernel steers flows to every attached queue, so a queue is attached only
+      // while its port has a receiver (a guest using fewer pairs than we opened loses nothing).
+      if (pairs > 1) for (const tap of taps) tap.setQueueEnabled(false);
       return new TapNetBackend(taps, options, ufo);
     } catch (error) {
       for (const tap of taps) tap.close();
@@ -208,11 +211,16 @@ class TapPort implements NetPort {
   private readonly readBuffer = new Uint8Array(BUFFER_SIZE);
   private readonly writeBuffer = new Uint8Array(BUFFER_SIZE);
 
+  private queueEnabled: boolean;
+
   constructor(
     private readonly backend: TapNetBackend,
     private readonly tap: Tap,
     readonly index: number,
-  ) {}
+    private readonly multiQueue: boolean,
+  ) {
+    this.queueEnabled = !multiQueue;
+  }
 
   send(segments: readonly Uint8Array[], hdr?: VirtioNetHdr): boolean {
     const stats = this.backend.stats;
@@ -251,12 +259,14 @@ class TapPort implements NetPort {
   attach(receiver: NetReceiver): void {
     this.receiver = receiver;
     this.blocked = false;
+    this.setQueue(true);
     this.pump();
   }
 
   detach(): void {
     this.receiver = undefined;
     this.blocked = false;
+    this.setQueue(false);
     if (this.held !== undefined) {
       this.held = undefined;
       this.backend.stats.rxDropped++;
@@ -267,6 +277,17 @@ class TapPort implements NetPort {
     if (!this.blocked) return;
     this.blocked = false;
     this.pump();
+  }
+
+  /** TUNSETQUEUE on a multiqueue TAP: attached while a receiver is. */
+  private setQueue(enabled: boolean): void {
+    if (!this.multiQueue || this.queueEnabled === enabled || this.stopped) return;
+    try {
+      this.tap.setQueueEnabled(enabled);
+      this.queueEnabled = enabled;
+    } catch (error) {
+      this.backend.reportError(error, `TUNSETQUEUE on queue pair ${this.index} failed`);
+    }
   }
 
   /** @internal */
