@@ -36,10 +36,12 @@ function program(): Command {
     .option('--timeout <duration>', 'abandon the run after this long (e.g. 600, 10m)')
     .option('--blk <options>', 'a virtio-blk disk: path=IMG,format=raw|qcow2,readonly=on,queues=N,cache=writeback|writethrough|none, or size=64M for a memory disk (repeatable)', collect)
     .option('--scsi <options>', 'a virtio-scsi controller with one LUN: path=IMG,format=raw|qcow2,readonly=on,cache=...,target=T,lun=L,queues=N, or size=64M for a memory disk (repeatable; a JSON config lists several LUNs per controller)', collect)
+    .option('--net <options>', 'a virtio-net device: switch:NAME|tap:IFNAME|stream:PATH[,server=on],mac=52:54:00:12:34:56,ip=10.0.0.1/24,mtu=1500,queues=N (repeatable)', collect)
+    .option('--vms <n>', 'run N copies of this VM in one process (MAC and IP moved up by the copy number), their net devices on shared in-process switches')
     .option('--rng', 'a virtio-rng device (repeatable)', count)
     .option('--console', 'a virtio-console device (repeatable)', count)
     .option('--console-backend <spec>', 'host side of the consoles: echo (default), stdio, pty, socket:PATH')
-    .option('--workload <options>', 'verify|bench|console|rng with key=value options, e.g. bench,rw=randread,bs=4k,iodepth=32,numjobs=1,runtime=5 (repeatable)', collect)
+    .option('--workload <options>', 'verify|bench|console|rng|ping|udp-echo|net-bench with key=value options, e.g. bench,rw=randread,bs=4k,iodepth=32,numjobs=1,runtime=5 or ping,peer=10.0.0.2,count=4 (repeatable)', collect)
     .option('--json', 'print the report as JSON')
     .option('--no-progress', 'no progress bar')
     .action(async (options: RunCommandOptions & QemuFlags) => {

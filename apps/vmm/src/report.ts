@@ -1,13 +1,15 @@
 import type { VmConfig } from './config/schema.js';
+import type { GroupReport } from './engine/run-group.js';
 import { formatSize } from './config/size.js';
 import { LatencyHistogram } from './stats/latency-histogram.js';
 import type { BenchResult } from './workloads/bench.js';
 import type { ConsoleResult } from './workloads/console.js';
 import type { RngResult } from './workloads/rng.js';
 import type { VerifyResult } from './workloads/verify.js';
+import type { NetBenchResult, PingResult, RoundTrips, UdpEchoResult } from './workloads/net.js';
 
 /** One workload's outcome. */
-export type WorkloadResult = VerifyResult | BenchResult | ConsoleResult | RngResult;
+export type WorkloadResult = VerifyResult | BenchResult | ConsoleResult | RngResult | PingResult | UdpEchoResult | NetBenchResult;
 
 /** What a device reported at the end of the run (its metrics, and whether it failed). */
 export interface DeviceReport {
@@ -62,6 +64,10 @@ export function formatBandwidth(bytes: number, ns: number): string {
   return `${((bytes / 2 ** 20) / (ns / 1e9)).toFixed(1)} MiB/s`;
 }
 
+function describeRtt(rtt: RoundTrips | undefined): string {
+  return rtt === undefined ? '' : `, rtt min/avg/max ${rtt.minMs.toFixed(3)}/${rtt.avgMs.toFixed(3)}/${rtt.maxMs.toFixed(3)} ms`;
+}
+
 function describeResult(result: WorkloadResult): string {
   switch (result.type) {
     case 'verify':
@@ -90,6 +96,20 @@ function describeResult(result: WorkloadResult): string {
       return `console  echoed ${result.bytes} bytes through the console in ${result.roundTripMs.toFixed(2)} ms`;
     case 'rng':
       return `rng      ${formatSize(result.bytes)} of entropy in ${result.requests} requests (${result.distinctValues}/256 byte values seen)`;
+    case 'ping':
+      return (
+        `ping     net ${result.net} → ${result.peer}: ${result.transmitted} echo requests of ${result.size} bytes, ${result.received} replies ` +
+        `(${(((result.transmitted - result.received) / result.transmitted) * 100).toFixed(0)}% loss)${describeRtt(result.rtt)}`
+      );
+    case 'udp-echo':
+      return `udp-echo net ${result.net} → ${result.peer}:${result.port}: ${result.sent} datagrams of ${result.size} bytes, ${result.echoed} echoed intact${describeRtt(result.rtt)}`;
+    case 'net-bench': {
+      const seconds = result.elapsedNs / 1e9;
+      return (
+        `net-bench net ${result.net} → ${result.peer}: ${result.size}-byte IP packets, ${seconds.toFixed(2)} s: ${number.format(result.receivedPackets / seconds)} packets/s received, ` +
+        `${formatBandwidth(result.receivedBytes, result.elapsedNs)} (${number.format(result.sentPackets)} sent, ${number.format(result.receivedPackets)} received)`
+      );
+    }
   }
 }
 
@@ -115,4 +135,18 @@ export function formatReport(report: RunReport): string {
       `${m.strayMessages > 0 ? `, ${number.format(m.strayMessages)} stray MSI writes` : ''}; run took ${(report.elapsedMs / 1000).toFixed(2)} s`,
   );
   return lines.join('\n');
+}
+
+/** The readable report of a multi-VM run: each VM's report, then the switches. */
+export function formatGroupReport(report: GroupReport): string {
+  const parts = report.vms.map((vm, i) => `== vm${i} ==\n${formatReport(vm)}`);
+  for (const lan of report.switches) {
+    const s = lan.stats;
+    parts.push(
+      `switch   ${lan.name}: ${lan.ports} ports, ${number.format(s.forwarded)} frames forwarded, ${number.format(s.flooded)} flooded, ` +
+        `${number.format(s.filtered)} filtered; learned ${Object.entries(lan.addresses).map(([mac, port]) => `${mac} on ${port}`).join(', ') || 'nothing'}`,
+    );
+  }
+  parts.push(`${report.vms.length} VMs; run took ${(report.elapsedMs / 1000).toFixed(2)} s`);
+  return parts.join('\n\n');
 }

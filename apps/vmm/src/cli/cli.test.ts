@@ -75,4 +75,33 @@ describe.concurrent('vmm run (the built CLI)', () => {
     expect(stderr).toMatch(/^vmm: devices\.0: .*missing\.qcow2.* \[IMAGE\]\n$/);
     expect(stderr).not.toMatch(/\n\s+at /);
   });
+
+  it('--vms 2 runs two guests on switch lan0 that ping and UDP-echo each other (the default workloads), --json per VM', async () => {
+    const { code, stdout, stderr } = await vmm(['run', '--vms', '2', '--memory', '32M', '--json']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const report = JSON.parse(stdout) as { vms: { results: { type: string; peer?: string; received?: number; echoed?: number }[] }[]; switches: { name: string; ports: number }[] };
+    expect(report.vms.map((vm) => vm.results.map((r) => [r.type, r.peer, r.received ?? r.echoed]))).toEqual([
+      [
+        ['ping', '10.0.0.2', 4],
+        ['udp-echo', '10.0.0.2', 16],
+      ],
+      [
+        ['ping', '10.0.0.1', 4],
+        ['udp-echo', '10.0.0.1', 16],
+      ],
+    ]);
+    expect(report.switches).toMatchObject([{ name: 'lan0', ports: 2 }]);
+  }, 90_000);
+
+  it('a multi-VM config file names the bad field of the VM it is in (exit 2); a bad --vms is INVALID_OPTION', async () => {
+    const config = join(dir, 'two.json');
+    await writeFile(config, JSON.stringify({ vms: [{ devices: [{ type: 'net', backend: 'switch:lan0' }] }, { devices: [{ type: 'net', backend: 'tap:' }] }] }));
+    const bad = await vmm(['run', '--config', config]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^vmm: invalid config: Expected tap:IFNAME .* → at vms\.1\.devices\.0\.backend \[INVALID_CONFIG\]\n$/);
+    const vms = await vmm(['run', '--vms', 'many']);
+    expect(vms.code).toBe(2);
+    expect(vms.stderr).toMatch(/^vmm: --vms: expected a VM count in \[1, 8\] but received "many" \[INVALID_OPTION\]/);
+  });
 });

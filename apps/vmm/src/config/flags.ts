@@ -17,6 +17,10 @@ export interface ConfigFlags {
   readonly blk?: readonly string[];
   /** Each `--scsi` option list (a controller with one LUN). */
   readonly scsi?: readonly string[];
+  /** Each `--net` option list. */
+  readonly net?: readonly string[];
+  /** `--vms N`: run N copies of the VM on this process (not part of one VM's config). */
+  readonly vms?: string;
   /** How many times `--rng` was given. */
   readonly rng?: number;
   /** How many times `--console` was given. */
@@ -30,7 +34,7 @@ export interface ConfigFlags {
 /** Option-list keys spelled differently on the command line (QEMU's spelling) and in JSON. */
 const KEY_NAMES: Readonly<Record<string, string>> = { readonly: 'readOnly', 'event-idx': 'eventIdx', 'queue-size': 'queueSize' };
 /** Keys whose values are integers in the JSON config. */
-const INTEGER_KEYS = new Set(['vcpus', 'queueSize', 'queues', 'iodepth', 'numjobs', 'disk', 'seed', 'rwmixread', 'target', 'lun']);
+const INTEGER_KEYS = new Set(['vcpus', 'queueSize', 'queues', 'iodepth', 'numjobs', 'disk', 'seed', 'rwmixread', 'target', 'lun', 'mtu', 'net', 'count', 'size', 'port']);
 /** Keys whose values are booleans in the JSON config. */
 const BOOLEAN_KEYS = new Set(['readOnly', 'eventIdx', 'indirect']);
 
@@ -76,6 +80,20 @@ export function scsiFromFlag(text: string): Record<string, unknown> {
   return queues === undefined ? { type, luns: [lun] } : { type, queues, luns: [lun] };
 }
 
+/**
+ * `--net switch:lan0,mac=52:54:00:12:34:56,ip=10.0.0.1/24,mtu=1500,queues=1` (implied key:
+ * backend). `--net stream:/run/n.sock,server=on`: `server` belongs to the stream back-end.
+ */
+export function netFromFlag(text: string): Record<string, unknown> {
+  const options = parseOptionList(text, 'backend');
+  const server = options.get('server');
+  const rest = new Map(options);
+  rest.delete('server');
+  const result = objectFromOptions('net', rest, '--net');
+  if (server !== undefined) result.backend = `${typeof result.backend === 'string' ? result.backend : ''},server=${server}`;
+  return result;
+}
+
 /** `--workload bench,rw=randread,bs=4k,iodepth=32` (implied key: type). */
 export function workloadFromFlag(text: string): Record<string, unknown> {
   const options = parseOptionList(text, 'type');
@@ -117,6 +135,7 @@ export function configFromFlags(flags: ConfigFlags, base: unknown = {}): Record<
   const devices: Record<string, unknown>[] = [];
   for (const text of flags.blk ?? []) devices.push(blkFromFlag(text));
   for (const text of flags.scsi ?? []) devices.push(scsiFromFlag(text));
+  for (const text of flags.net ?? []) devices.push(netFromFlag(text));
   for (let i = 0; i < (flags.rng ?? 0); i++) devices.push({ type: 'rng' });
   for (let i = 0; i < (flags.console ?? 0); i++) devices.push(flags.consoleBackend === undefined ? { type: 'console' } : { type: 'console', backend: flags.consoleBackend });
   if (devices.length > 0) config.devices = devices;

@@ -1,5 +1,6 @@
 import * as v from 'valibot';
 import { VmmError } from '../errors.js';
+import { formatIpv4Address, parseIpv4Address, parseIpv4Cidr, parseMacAddress, parseNetBackend, withNetDefaults } from './net.js';
 import { parseDuration, parseSize } from './size.js';
 
 // Bounds on every number a config may carry: the config file is untrusted input
@@ -121,7 +122,42 @@ const ScsiDeviceSchema = v.pipe(
   ),
 );
 
+/** QEMU's default station address; VM i of a group gets the last byte + i (see `parseVmGroup`). */
+export const DEFAULT_NET_MAC = '52:54:00:12:34:56';
+/** The model guest's address on net device n of VM i defaults to 10.0.n.(i+1)/24. */
+export const DEFAULT_NET_IP = '10.0.0.1/24';
+/** Queue pairs of a net device. */
+export const MAX_NET_QUEUE_PAIRS = 8;
+
+/** A string checked by a parser that returns a reason (a string) for bad input. */
+function parsed(parse: (text: string) => unknown) {
+  return v.pipe(
+    v.string(),
+    v.rawCheck(({ dataset, addIssue }) => {
+      if (!dataset.typed) return;
+      const result = parse(dataset.value);
+      if (typeof result === 'string') addIssue({ message: result });
+    }),
+  );
+}
+
+/** A virtio-net device (VIRTIO 1.3 §5.1) on a host back-end; the model guest runs an IPv4 stack on it. */
+const NetDeviceSchema = v.strictObject({
+  type: v.literal('net'),
+  /** switch:NAME (in-process L2 switch shared by the VMs of this run), tap:IFNAME, stream:PATH[,server=on]. */
+  backend: parsed(parseNetBackend),
+  /** The device's station address (VIRTIO_NET_F_MAC). */
+  mac: v.optional(v.pipe(parsed(parseMacAddress), v.toLowerCase()), DEFAULT_NET_MAC),
+  /** The model guest's IPv4 address and prefix on this interface. */
+  ip: v.optional(parsed(parseIpv4Cidr), DEFAULT_NET_IP),
+  /** Queue pairs (VIRTIO_NET_F_MQ when > 1; a TAP only). */
+  queues: v.optional(int(1, MAX_NET_QUEUE_PAIRS), 1),
+  /** The device's MTU (VIRTIO_NET_F_MTU); a switch carries the largest MTU of its devices. */
+  mtu: v.optional(int(68, 65535), 1500),
+});
+
 const DeviceSchema = v.variant('type', [
+  NetDeviceSchema,
   BlkDeviceSchema,
   ScsiDeviceSchema,
   v.strictObject({ type: v.literal('rng') }),
@@ -160,7 +196,58 @@ const BenchSchema = v.strictObject({
   rwmixread: v.optional(int(0, 100), 50),
 });
 
+/** A peer's IPv4 address; without it, the same net device's address on the next VM of the run. */
+const peer = v.optional(
+  v.pipe(
+    v.string(),
+    v.check((text) => parseIpv4Address(text) !== undefined, (issue) => `Expected an IPv4 address such as "10.0.0.2" but received ${JSON.stringify(issue.input)}`),
+  ),
+);
+/** Which net device (index among the net devices). */
+const netNumber = v.optional(int(0, 31), 0);
+
+const PingSchema = v.strictObject({
+  type: v.literal('ping'),
+  net: netNumber,
+  peer,
+  /** ICMP echo requests, one after another. */
+  count: v.optional(int(1, 100_000), 4),
+  /** ICMP data bytes per request (`ping -s`). */
+  size: v.optional(int(0, 65507), 56),
+  /** How long to wait for each reply. */
+  timeout: v.optional(duration(60_000), 1),
+});
+
+const UdpEchoSchema = v.strictObject({
+  type: v.literal('udp-echo'),
+  net: netNumber,
+  peer,
+  /** The peer's echo port (every model guest answers on 7, RFC 862). */
+  port: v.optional(int(1, 65535), 7),
+  /** Datagrams sent, one after another, each checked against its echo. */
+  count: v.optional(int(1, 100_000), 16),
+  /** UDP payload bytes of each datagram. */
+  size: v.optional(int(1, 65507), 512),
+  /** How long to wait for each echo. */
+  timeout: v.optional(duration(60_000), 1),
+});
+
+const NetBenchSchema = v.strictObject({
+  type: v.literal('net-bench'),
+  net: netNumber,
+  peer,
+  /** IPv4 packet size in bytes (IP header + UDP header + payload): 28 to 65535, at most the MTU. */
+  size: v.optional(int(28, 65535), 1500),
+  /** Milliseconds (the JSON number is seconds). */
+  runtime: v.optional(duration(3_600_000), 2),
+  /** The peer's bench port (every model guest counts datagrams on 5001). */
+  port: v.optional(int(1, 65535), 5001),
+});
+
 const WorkloadSchema = v.variant('type', [
+  PingSchema,
+  UdpEchoSchema,
+  NetBenchSchema,
   VerifySchema,
   BenchSchema,
   v.strictObject({ type: v.literal('console'), message: v.optional(v.pipe(v.string(), v.maxLength(65536)), 'hello from the model guest') }),
@@ -196,29 +283,52 @@ export type VmConfigInput = v.InferInput<typeof VmConfigSchema>;
 export type DeviceConfig = VmConfig['devices'][number];
 export type BlkDeviceConfig = Extract<DeviceConfig, { type: 'blk' }>;
 export type ScsiDeviceConfig = Extract<DeviceConfig, { type: 'scsi' }>;
+export type NetDeviceConfig = Extract<DeviceConfig, { type: 'net' }>;
+export type PingWorkloadConfig = Extract<WorkloadConfig, { type: 'ping' }>;
+export type UdpEchoWorkloadConfig = Extract<WorkloadConfig, { type: 'udp-echo' }>;
+export type NetBenchWorkloadConfig = Extract<WorkloadConfig, { type: 'net-bench' }>;
+/** Net workloads: each names a net device and a peer address. */
+export type NetWorkloadConfig = PingWorkloadConfig | UdpEchoWorkloadConfig | NetBenchWorkloadConfig;
 export type ScsiLunConfig = ScsiDeviceConfig['luns'][number];
 export type WorkloadConfig = VmConfig['workloads'][number];
 export type VerifyWorkloadConfig = Extract<WorkloadConfig, { type: 'verify' }>;
 export type BenchWorkloadConfig = Extract<WorkloadConfig, { type: 'bench' }>;
+
+/** How {@link parseVmConfig} reads a config: alone, or as VM `vm` of a multi-VM run. */
+export interface ParseVmOptions {
+  /** Prefix of every field path in messages (`vms.1.`). */
+  readonly path?: string;
+  /** Position in a multi-VM run: net devices without `mac`/`ip` get defaults that differ per VM. Default 0. */
+  readonly vm?: number;
+  /** Part of a multi-VM run: a net workload without `peer` is resolved later (the next VM's address). */
+  readonly inGroup?: boolean;
+}
+
+/** Throws INVALID_CONFIG listing every issue with its field (`... → at devices.0.format`). */
+function fail(issues: readonly { message: string; path: string | null }[]): never {
+  const first = issues[0];
+  const lines = issues.map((issue) => (issue.path === null ? issue.message : `${issue.message} → at ${issue.path}`));
+  throw new VmmError('INVALID_CONFIG', `invalid config: ${lines.join('; ')}`, first?.path === null || first === undefined ? {} : { field: first.path });
+}
 
 /**
  * Validates a config. Nothing is applied here: the result is a fresh, frozen-by-convention
  * object, and on any error nothing has been created yet. Throws VmmError INVALID_CONFIG whose
  * message lists every issue with its field (`... → at devices.0.format`).
  */
-export function parseVmConfig(input: unknown): VmConfig {
-  const result = v.safeParse(VmConfigSchema, input);
+export function parseVmConfig(input: unknown, options: ParseVmOptions = {}): VmConfig {
+  const prefix = options.path ?? '';
+  const result = v.safeParse(VmConfigSchema, withNetDefaults(input, options.vm ?? 0));
   if (result.success) {
-    checkCrossFields(result.output);
+    checkCrossFields(result.output, prefix, options.inGroup === true);
     return result.output;
   }
-  const first = result.issues[0];
-  const field = first === undefined ? undefined : v.getDotPath(first) ?? undefined;
-  const lines = result.issues.map((issue) => {
-    const path = v.getDotPath(issue);
-    return path === null ? issue.message : `${issue.message} → at ${path}`;
-  });
-  throw new VmmError('INVALID_CONFIG', `invalid config: ${lines.join('; ')}`, field === undefined ? {} : { field });
+  fail(
+    result.issues.map((issue) => {
+      const path = v.getDotPath(issue);
+      return { message: issue.message, path: path === null ? (prefix === '' ? null : prefix.slice(0, -1)) : `${prefix}${path}` };
+    }),
+  );
 }
 
 /** One disk the guest sees: a blk device or one LUN of a scsi device. */
@@ -243,13 +353,19 @@ export function guestDisks(config: Pick<VmConfig, 'devices'>): GuestDiskConfig[]
 }
 
 /** Rules that span fields (valibot checks one field at a time). */
-function checkCrossFields(config: VmConfig): void {
+function checkCrossFields(config: VmConfig, prefix: string, inGroup: boolean): void {
+  const failAt = (path: string, message: string): never => fail([{ message, path: `${prefix}${path}` }]);
+  config.devices.forEach((device, index) => {
+    if (device.type !== 'net') return;
+    const backend = parseNetBackend(device.backend);
+    if (typeof backend !== 'string' && backend.kind !== 'tap' && device.queues > 1) {
+      failAt(`devices.${index}.queues`, `Expected 1 queue pair on a ${backend.kind} back-end (only a TAP has several) but received ${device.queues}`);
+    }
+  });
   const disks = guestDisks(config).map((d) => d.medium);
+  const nets = config.devices.filter((d) => d.type === 'net');
   config.workloads.forEach((workload, index) => {
-    const fail = (field: string, message: string): never => {
-      const path = `workloads.${index}.${field}`;
-      throw new VmmError('INVALID_CONFIG', `invalid config: ${message} → at ${path}`, { field: path });
-    };
+    const fail = (field: string, message: string): never => failAt(`workloads.${index}.${field}`, message);
     if (workload.type === 'verify' || workload.type === 'bench') {
       const disk = disks[workload.disk];
       if (disk === undefined) fail('disk', `Expected a disk number (blk devices and scsi LUNs) below ${disks.length} but received ${workload.disk}`);
@@ -261,7 +377,24 @@ function checkCrossFields(config: VmConfig): void {
         fail('iodepth', `Expected iodepth*numjobs <= ${config.queueSize * 16} but received ${workload.iodepth * workload.numjobs}`);
       }
     }
+    if (workload.type === 'ping' || workload.type === 'udp-echo' || workload.type === 'net-bench') {
+      const net = nets[workload.net];
+      if (net === undefined) fail('net', `Expected a net device number below ${nets.length} but received ${workload.net}`);
+      // No IP fragmentation in the model guest: every datagram fits the MTU.
+      const limit = workload.type === 'net-bench' ? net!.mtu : net!.mtu - 28;
+      if (workload.size > limit) fail('size', `Expected a size of at most ${limit} bytes (MTU ${net!.mtu}, no fragmentation) but received ${workload.size}`);
+      if (workload.peer === undefined && !inGroup) fail('peer', 'Expected "peer" (an IPv4 address): there is no other VM in this run to default to');
+      const own = parseIpv4Cidr(net!.ip);
+      if (workload.peer !== undefined && typeof own !== 'string' && parseIpv4Address(workload.peer) === own.address) {
+        fail('peer', `Expected another host's address but received the guest's own (${formatIpv4Address(own.address)})`);
+      }
+    }
     if (workload.type === 'console' && !config.devices.some((d) => d.type === 'console')) fail('type', 'Expected a console device for the console workload');
     if (workload.type === 'rng' && !config.devices.some((d) => d.type === 'rng')) fail('type', 'Expected an rng device for the rng workload');
   });
+}
+
+/** The net devices of a config in net-number order, with their config.devices index. */
+export function netDevices(config: Pick<VmConfig, 'devices'>): { readonly device: number; readonly config: NetDeviceConfig }[] {
+  return config.devices.flatMap((d, device) => (d.type === 'net' ? [{ device, config: d }] : []));
 }

@@ -15,6 +15,8 @@ export interface BootDevice {
   readonly base: number;
   /** mmio: the line interrupt's vector on the owner vCPU (pci devices allocate MSI-X vectors themselves). */
   readonly vector?: number;
+  /** net: its number among the net devices, and the guest's interface settings on it (like `ip=` on a kernel command line). */
+  readonly net?: { readonly number: number; readonly address: number; readonly prefixLength: number; readonly queuePairs: number };
 }
 
 /** One disk the guest sees (a blk device, or a LUN of a scsi device). */
@@ -43,4 +45,9 @@ export interface BootInfo {
   readonly workloads: readonly { readonly index: number; readonly config: WorkloadConfig; readonly seed: number }[];
   /** Each disk by disk number: its config.devices index, and for a scsi LUN its address. */
   readonly disks: readonly BootDisk[];
+  /**
+   * Part of a multi-VM run: after its workloads the vCPU keeps running (its network stack answers
+   * ARP, ping, UDP echo and bench traffic) until the VMM releases it, when every VM is done.
+   */
+  readonly linger: boolean;
 }

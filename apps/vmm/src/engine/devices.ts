@@ -1,4 +1,4 @@
-import { BlkDevice, RngDevice, ScsiDevice } from '@virtio-ts/backends';
+import { BlkDevice, NetDevice, RngDevice, ScsiDevice, type NetBackend } from '@virtio-ts/backends';
 import type { VirtioDevice } from '@virtio-ts/device';
 import type { DeviceConfig, VmConfig } from '../config/schema.js';
 import { formatSize } from '../config/size.js';
@@ -23,8 +23,14 @@ function serialOf(prefix: string, bytes: number): string {
   return `${prefix}-${formatSize(bytes).replace(/[^0-9A-Za-z]/g, '')}`.slice(0, 20);
 }
 
-/** Builds the device model for one device config; `disks` are the device's opened disks (blk: one; scsi: one per LUN, in order). */
-export function createDevice(config: VmConfig, device: DeviceConfig, disks: readonly OpenedDisk[]): VirtioDevice {
+/** What a device is built on: its opened disks (blk: one; scsi: one per LUN, in order) or its net back-end. */
+export interface DeviceBacking {
+  readonly disks: readonly OpenedDisk[];
+  readonly net?: NetBackend;
+}
+
+/** Builds the device model for one device config. */
+export function createDevice(config: VmConfig, device: DeviceConfig, { disks, net }: DeviceBacking): VirtioDevice {
   const ring = { packed: config.ring === 'packed', eventIdx: config.eventIdx, indirect: config.indirect };
   const disk = disks[0];
   switch (device.type) {
@@ -60,6 +66,9 @@ export function createDevice(config: VmConfig, device: DeviceConfig, disks: read
           },
         })),
       });
+    case 'net':
+      if (net === undefined) throw new VmmError('INTERNAL', 'net device without a back-end');
+      return new NetDevice({ ...ring, backend: net, mac: device.mac, queuePairs: device.queues, queueSize: config.queueSize, mtu: device.mtu });
     case 'rng':
       return new RngDevice({ ...ring, queueSize: config.queueSize });
     case 'console':
@@ -71,6 +80,8 @@ export function createDevice(config: VmConfig, device: DeviceConfig, disks: read
 export function describeDevice(device: DeviceConfig, disks: readonly OpenedDisk[]): string {
   const disk = disks[0];
   switch (device.type) {
+    case 'net':
+      return `virtio-net ${device.mac} on ${device.backend} (guest ${device.ip}, mtu ${device.mtu}, ${device.queues} queue pair${device.queues > 1 ? 's' : ''})`;
     case 'scsi': {
       const luns = device.luns.map((l, i) => {
         const d = disks[i];

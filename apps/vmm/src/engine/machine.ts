@@ -1,6 +1,7 @@
 import { VIRTIO_CONFIG_S_NEEDS_RESET, type VirtioDevice } from '@virtio-ts/device';
 import { GuestMemory } from '@virtio-ts/memory';
 import { PciBus, type MsiSink } from '@virtio-ts/pci';
+import { parseIpv4Cidr } from '../config/net.js';
 import { guestDisks, type DeviceConfig, type VmConfig } from '../config/schema.js';
 import { VmmError } from '../errors.js';
 import { MmioBus } from '../machine/bus.js';
@@ -70,6 +71,7 @@ export class Machine {
     readonly config: VmConfig,
     createDevice: (config: DeviceConfig, index: number) => VirtioDevice,
     seeds: readonly number[],
+    linger: boolean,
   ) {
     if (config.devices.length > MAX_DEVICES) throw new VmmError('INVALID_CONFIG', `a machine holds at most ${MAX_DEVICES} devices`, { field: 'devices' });
     this.memory = GuestMemory.create([{ guestAddress: 0, size: config.memory }]);
@@ -130,15 +132,16 @@ export class Machine {
     this.doorbellSlots = doorbell;
     if (config.transport === 'pci' && config.devices.length > PCI_SLOTS) throw new VmmError('INVALID_CONFIG', `bus 0 has ${PCI_SLOTS} slots`, { field: 'devices' });
     this.refreshDoorbells();
-    this.boot = this.bootInfos(seeds);
+    this.boot = this.bootInfos(seeds, linger);
   }
 
   /**
    * Builds the machine. `createDevice` makes each device model (and may throw for a bad device
-   * config: then nothing has been started). `seeds` gives each workload's data seed.
+   * config: then nothing has been started). `seeds` gives each workload's data seed; `linger`
+   * keeps the vCPUs running after their workloads until released (a multi-VM run).
    */
-  static create(config: VmConfig, createDevice: (config: DeviceConfig, index: number) => VirtioDevice, seeds: readonly number[]): Machine {
-    return new Machine(config, createDevice, seeds);
+  static create(config: VmConfig, createDevice: (config: DeviceConfig, index: number) => VirtioDevice, seeds: readonly number[], linger = false): Machine {
+    return new Machine(config, createDevice, seeds, linger);
   }
 
   /** Injects `vector` into `vcpu` (MSI or line interrupt). */
@@ -181,19 +184,27 @@ export class Machine {
     return core.lastError?.message ?? 'DEVICE_NEEDS_RESET';
   }
 
-  private bootInfos(seeds: readonly number[]): BootInfo[] {
+  private bootInfos(seeds: readonly number[], linger: boolean): BootInfo[] {
     const config = this.config;
     const disks: BootDisk[] = guestDisks(config).map((d) => ({ device: d.device, ...(d.lun === undefined ? {} : { scsi: { target: d.lun.target, lun: d.lun.lun } }) }));
-    const bootDevices: BootDevice[] = this.devices.map((d) => ({
-      index: d.index,
-      kind: d.config.type,
-      owner: d.owner,
-      transport: config.transport,
-      base: d.slot.windows[0]!.base,
-      vector: config.transport === 'mmio' ? MMIO_LINE_VECTOR_BASE + d.index : undefined,
-    }));
+    const nets = this.devices.filter((d) => d.config.type === 'net');
+    const bootDevices: BootDevice[] = this.devices.map((d) => {
+      const cidr = d.config.type === 'net' ? parseIpv4Cidr(d.config.ip) : undefined;
+      return {
+        index: d.index,
+        kind: d.config.type,
+        owner: d.owner,
+        transport: config.transport,
+        base: d.slot.windows[0]!.base,
+        vector: config.transport === 'mmio' ? MMIO_LINE_VECTOR_BASE + d.index : undefined,
+        ...(d.config.type === 'net' && cidr !== undefined && typeof cidr !== 'string'
+          ? { net: { number: nets.indexOf(d), address: cidr.address, prefixLength: cidr.prefixLength, queuePairs: d.config.queues } }
+          : {}),
+      };
+    });
     const ownerOf = (workload: VmConfig['workloads'][number]): number => {
       if (workload.type === 'verify' || workload.type === 'bench') return this.devices[disks[workload.disk]!.device]!.owner;
+      if (workload.type === 'ping' || workload.type === 'udp-echo' || workload.type === 'net-bench') return nets[workload.net]!.owner;
       return this.devices.find((d) => d.config.type === workload.type)!.owner;
     };
     const heapShare = Math.floor((config.memory - RAM_RESERVED_LOW) / config.vcpus / 4096) * 4096;
@@ -211,6 +222,7 @@ export class Machine {
       devices: bootDevices.filter((d) => d.owner === vcpu),
       workloads: config.workloads.flatMap((w, index) => (ownerOf(w) === vcpu ? [{ index, config: w, seed: seeds[index] ?? index }] : [])),
       disks,
+      linger,
     }));
   }
 }

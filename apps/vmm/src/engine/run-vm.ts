@@ -9,18 +9,31 @@ import { describeError, VmmError, type VmmErrorCode } from '../errors.js';
 import { GuestKernel } from '../guest/guest-kernel.js';
 import { bringUpDevices } from '../guest/front-ends.js';
 import { probeTransports } from '../guest/attach-devices.js';
-import { runWorkloads, type VcpuHooks } from '../guest/vcpu-main.js';
+import { linger, runWorkloads, type VcpuHooks } from '../guest/vcpu-main.js';
 import type { DeviceReport, RunReport, WorkloadResult } from '../report.js';
 import { createDevice, describeDevice, type OpenedDisk } from './devices.js';
 import { openDisks } from './images.js';
 import { IoLoop } from './io-loop.js';
 import { Machine } from './machine.js';
-import { CONTROL_STOP } from './shared-state.js';
+import { NetHost } from './net-host.js';
+import { CONTROL_RELEASE, CONTROL_STOP } from './shared-state.js';
 import type { VcpuMessage } from './vcpu-messages.js';
 
 /** Hooks of a run: progress for the CLI's bar. */
 export interface RunOptions {
   readonly onProgress?: (workload: number, fraction: number) => void;
+  /**
+   * Multi-VM runs (`runVmGroup`): the run's network host (switches shared by the VMs), this VM's
+   * position, and when every VM is done. With `release`, the vCPUs keep running after their
+   * workloads — the guest's network stack keeps answering the other VMs — until it resolves.
+   */
+  readonly group?: {
+    readonly net: NetHost;
+    readonly vm: number;
+    readonly release: Promise<void>;
+    /** Called once when every vCPU of this VM has finished its workloads. */
+    readonly onWorkloadsDone: () => void;
+  };
   /**
    * Test hook (inline dispatch only): runs on the guest side of vCPU 0 after its devices are up
    * and before its workloads; a hostile guest uses it to break a device's ring.
@@ -46,9 +59,23 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
   const started = performance.now();
   const disks = await openDisks(config);
   let machine: Machine | undefined;
+  // A VM alone owns its network host; in a group the group does (and has opened it).
+  const ownNet = options.group === undefined ? new NetHost([config]) : undefined;
+  const net = options.group?.net ?? ownNet!;
+  const vm = options.group?.vm ?? 0;
   try {
+    if (ownNet !== undefined) await ownNet.open(config, 0);
     const seeds = config.workloads.map((w) => (w.type === 'verify' && w.seed !== undefined ? w.seed : randomInt(2 ** 32)));
-    machine = Machine.create(config, (deviceConfig, index) => createDevice(config, deviceConfig, disks.filter((d) => d.device === index)), seeds);
+    machine = Machine.create(
+      config,
+      (deviceConfig, index) =>
+        createDevice(config, deviceConfig, {
+          disks: disks.filter((d) => d.device === index),
+          ...(deviceConfig.type === 'net' ? { net: net.backend(vm, index) } : {}),
+        }),
+      seeds,
+      options.group !== undefined,
+    );
     const results = new Array<WorkloadResult | undefined>(config.workloads.length);
     // Backing-store time per workload, between its begin and end exits (exact: the vCPU is stopped in each).
     const diskOf = (workload: number): OpenedDisk | undefined => {
@@ -67,12 +94,16 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
         backing.set(workload, { ns: now.ns - start.ns, requests: now.requests - start.requests });
       }
     };
+    let idle = 0;
     const hooks: VcpuHooks = {
       progress: (workload, fraction) => options.onProgress?.(workload, fraction),
       result: (workload, result) => (results[workload] = result),
+      idle: () => {
+        if (++idle === config.vcpus) options.group?.onWorkloadsDone();
+      },
     };
     const counters =
-      config.dispatch === 'inline' ? await runInline(machine, hooks, options) : await runWorkers(machine, hooks, config.timeout);
+      config.dispatch === 'inline' ? await runInline(machine, hooks, options) : await runWorkers(machine, hooks, config.timeout, options.group?.release);
     await drainDevices(machine);
     const failed = machine.devices.map((d) => [d, machine!.needsReset(d)] as const).find(([, reason]) => reason !== undefined);
     if (failed !== undefined && options.guestHook === undefined) {
@@ -99,6 +130,7 @@ export async function runVm(config: VmConfig, options: RunOptions = {}): Promise
     if (machine !== undefined) await drainDevices(machine).catch(() => undefined);
     if (machine !== undefined) for (const d of machine.devices) closeConsoleHost(d.device);
     await Promise.allSettled(disks.map((d) => d.driver.close()));
+    await ownNet?.close();
   }
 }
 
@@ -129,6 +161,8 @@ async function runInline(machine: Machine, hooks: VcpuHooks, options: RunOptions
   const kernels = machine.boot.map((boot) => new GuestKernel(boot.vcpu, machine.memory, machine.bus, boot.heap));
   // Interrupts are delivered after the current "instruction": never inside the device's own call.
   machine.interruptSink = (vcpu, vector) => queueMicrotask(() => kernels[vcpu]!.dispatch(vector));
+  let released = false;
+  void options.group?.release.then(() => (released = true));
   await Promise.all(
     machine.boot.map(async (boot) => {
       const kernel = kernels[boot.vcpu]!;
@@ -136,6 +170,7 @@ async function runInline(machine: Machine, hooks: VcpuHooks, options: RunOptions
         const devices = await bringUpDevices(kernel, boot, probeTransports(kernel, boot));
         if (boot.vcpu === 0) await options.guestHook?.(kernel, machine);
         await runWorkloads(kernel, boot, devices, hooks);
+        if (options.group !== undefined) await linger(kernel, () => released);
       } catch (error) {
         // As from a worker: a VmmError keeps its code, a driver's error becomes GUEST_ERROR.
         if (VmmError.isInstance(error)) throw error;
@@ -147,11 +182,12 @@ async function runInline(machine: Machine, hooks: VcpuHooks, options: RunOptions
 }
 
 /** One worker thread per vCPU; the VMM serves exits and doorbells on this thread's I/O loop. */
-async function runWorkers(machine: Machine, hooks: VcpuHooks, timeoutMs: number): Promise<{ exits: number; doorbells: number }> {
+async function runWorkers(machine: Machine, hooks: VcpuHooks, timeoutMs: number, release: Promise<void> | undefined): Promise<{ exits: number; doorbells: number }> {
   const workerPath = vcpuWorkerPath();
   const loop = new IoLoop(machine.shared, machine.config.vcpus, machine.bus, machine.doorbellSlots, (slot) => machine.ringDoorbell(slot));
   loop.start();
   const control = new Int32Array(machine.shared.control);
+  void release?.then(() => Atomics.store(control, CONTROL_RELEASE, 1));
   const workers: Worker[] = [];
   let exits = 0;
   let doorbells = 0;
@@ -172,6 +208,9 @@ async function runWorkers(machine: Machine, hooks: VcpuHooks, timeoutMs: number)
                 break;
               case 'result':
                 hooks.result(message.workload, message.result);
+                break;
+              case 'idle':
+                hooks.idle?.();
                 break;
               case 'done':
                 done = true;

@@ -6,7 +6,9 @@ import { DOORBELL_TABLE_BYTES, MAX_DOORBELLS } from '../machine/doorbells.js';
 export const CONTROL_ATTENTION = 0;
 /** Set to 1 by the VMM to ask every vCPU to stop at its next check (a failed run). */
 export const CONTROL_STOP = 1;
-const CONTROL_WORDS = 2;
+/** Set to 1 by the VMM when every VM of a multi-VM run has finished its workloads: lingering vCPUs end. */
+export const CONTROL_RELEASE = 2;
+const CONTROL_WORDS = 3;
 
 /**
  * The shared memory of one machine besides guest RAM: what KVM keeps in the kernel (exit

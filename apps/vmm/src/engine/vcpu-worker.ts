@@ -6,12 +6,12 @@ import { describeError, VmmError } from '../errors.js';
 import { bringUpDevices } from '../guest/front-ends.js';
 import { GuestKernel } from '../guest/guest-kernel.js';
 import { probeTransports } from '../guest/attach-devices.js';
-import { runWorkloads } from '../guest/vcpu-main.js';
+import { linger, runWorkloads } from '../guest/vcpu-main.js';
 import { DoorbellBus, DoorbellTable } from '../machine/doorbells.js';
 import { AttentionWord, ExitingBus } from '../machine/exit-mailbox.js';
 import { InterruptController } from '../machine/interrupt-lines.js';
 import type { BootInfo } from './boot-info.js';
-import { CONTROL_STOP, type SharedState } from './shared-state.js';
+import { CONTROL_RELEASE, CONTROL_STOP, type SharedState } from './shared-state.js';
 import { runVcpuLoop } from './vcpu-loop.js';
 import type { VcpuMessage } from './vcpu-messages.js';
 
@@ -37,7 +37,9 @@ async function main(): Promise<void> {
     await runWorkloads(kernel, boot, devices, {
       progress: (workload, fraction) => post({ type: 'progress', workload, fraction }),
       result: (workload, result) => post({ type: 'result', workload, result }),
+      idle: () => post({ type: 'idle' }),
     });
+    if (boot.linger) await linger(kernel, () => Atomics.load(control, CONTROL_RELEASE) !== 0);
   })();
   await runVcpuLoop(kernel, apic, boot, guest, () => Atomics.load(control, CONTROL_STOP) !== 0);
   post({ type: 'done', exits: exiting.exits, doorbells: bus.doorbells, interrupts: kernel.interrupts });

@@ -2,7 +2,8 @@ import type { VirtioTransport } from '@virtio-ts/device';
 import { BlkDriver, RngDriver, ScsiDriver, type ScsiDisk } from '@virtio-ts/drivers';
 import type { BootDevice, BootInfo } from '../engine/boot-info.js';
 import { VmmError } from '../errors.js';
-import type { GuestConsole, GuestDisk, GuestRng } from '../workloads/guest-devices.js';
+import type { GuestConsole, GuestDisk, GuestNet, GuestRng } from '../workloads/guest-devices.js';
+import { attachNet } from './front-end-net.js';
 import { attachConsole } from './front-end-console.js';
 import type { GuestKernel } from './guest-kernel.js';
 import type { GuestDevices } from './vcpu-main.js';
@@ -52,6 +53,8 @@ export async function bringUpDevices(kernel: GuestKernel, boot: BootInfo, transp
   const disksOf = (device: number) => boot.disks.flatMap((d, number) => (d.device === device ? [{ number, scsi: d.scsi }] : []));
   const consoles = new Map<number, GuestConsole>();
   const rngs = new Map<number, GuestRng>();
+  // Keyed by net number (the net devices in config order).
+  const nets = new Map<number, GuestNet>();
   for (const [device, transport] of transports) {
     switch (device.kind) {
       case 'blk': {
@@ -79,9 +82,12 @@ export async function bringUpDevices(kernel: GuestKernel, boot: BootInfo, transp
       case 'console':
         consoles.set(device.index, await attachConsole(kernel, transport, boot));
         break;
+      case 'net':
+        nets.set(device.net?.number ?? -1, await attachNet(transport, boot, device));
+        break;
       default:
         throw new VmmError('INTERNAL', `unknown device kind ${String(device.kind)}`);
     }
   }
-  return { disks, consoles, rngs };
+  return { disks, consoles, rngs, nets };
 }

@@ -4,7 +4,8 @@ import { VmmError } from '../errors.js';
 import type { WorkloadResult } from '../report.js';
 import { runBench } from '../workloads/bench.js';
 import { runConsole } from '../workloads/console.js';
-import type { GuestConsole, GuestDisk, GuestRng, WorkloadContext } from '../workloads/guest-devices.js';
+import type { GuestConsole, GuestDisk, GuestNet, GuestRng, WorkloadContext } from '../workloads/guest-devices.js';
+import { runNetBench, runPing, runUdpEcho } from '../workloads/net.js';
 import { runRng } from '../workloads/rng.js';
 import { runVerify } from '../workloads/verify.js';
 import type { GuestKernel } from './guest-kernel.js';
@@ -15,12 +16,16 @@ export interface GuestDevices {
   readonly disks: ReadonlyMap<number, GuestDisk>;
   readonly consoles: ReadonlyMap<number, GuestConsole>;
   readonly rngs: ReadonlyMap<number, GuestRng>;
+  /** By net number (the net devices in config order). */
+  readonly nets: ReadonlyMap<number, GuestNet>;
 }
 
 /** What a vCPU reports to the VMM (a worker posts these as messages). */
 export interface VcpuHooks {
   progress(workload: number, fraction: number): void;
   result(workload: number, result: WorkloadResult): void;
+  /** This vCPU has finished its workloads (in a multi-VM run it keeps serving the network until released). */
+  idle?(): void;
 }
 
 /**
@@ -42,6 +47,11 @@ export async function runWorkloads(kernel: GuestKernel, boot: BootInfo, devices:
         const port = devices.consoles.values().next();
         if (port.done === true) throw new VmmError('INTERNAL', `no console on vCPU ${boot.vcpu}`, { vcpu: boot.vcpu });
         return port.value;
+      },
+      net(number) {
+        const net = devices.nets.get(number);
+        if (net === undefined) throw new VmmError('INTERNAL', `net ${number} is not driven by vCPU ${boot.vcpu}`, { vcpu: boot.vcpu });
+        return net;
       },
       rng() {
         const rng = devices.rngs.values().next();
@@ -71,11 +81,32 @@ export async function runWorkloads(kernel: GuestKernel, boot: BootInfo, devices:
       case 'rng':
         result = await runRng(context, config.bytes);
         break;
+      case 'ping':
+        result = await runPing(context, config);
+        break;
+      case 'udp-echo':
+        result = await runUdpEcho(context, config, seed);
+        break;
+      case 'net-bench':
+        result = await runNetBench(context, config, seed);
+        break;
     }
     kernel.bus.write(PLATFORM_CONTROL_BASE + WORKLOAD_END, 4, index);
     if (kernel.fault !== undefined) throw asError(kernel.fault);
     hooks.progress(index, 1);
     hooks.result(index, result);
+  }
+  hooks.idle?.();
+}
+
+/**
+ * A lingering vCPU (multi-VM run): keeps its kernel running — interrupts dispatched, the network
+ * stack answering — until `released()` says every VM is done. Checks every few milliseconds.
+ */
+export async function linger(kernel: GuestKernel, released: () => boolean): Promise<void> {
+  while (!released()) {
+    if (kernel.fault !== undefined) throw asError(kernel.fault);
+    await new Promise<void>((resolve) => setTimeout(resolve, 5));
   }
 }
 

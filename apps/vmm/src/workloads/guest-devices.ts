@@ -1,5 +1,6 @@
 import type { GuestMemory } from '@virtio-ts/memory';
 import type { GuestAllocator } from '@virtio-ts/device';
+import type { IpInterface, NetDriver } from '@virtio-ts/drivers';
 
 /**
  * What a guest workload sees of a virtio-blk disk: the front-end driver (`@virtio-ts/drivers`
@@ -32,6 +33,19 @@ export interface GuestRng {
   read(length: number): Promise<Uint8Array>;
 }
 
+/**
+ * What a guest workload sees of a virtio-net device: the driver and the IPv4 interface on it
+ * (ARP, ICMP echo, UDP), with the transmit back-pressure a sender paces itself by.
+ */
+export interface GuestNet {
+  readonly driver: NetDriver;
+  readonly stack: IpInterface;
+  /** The last frame was refused by a full transmitq (it waits in the stack's backlog). */
+  readonly full: boolean;
+  /** Resolves when the transmitq has room again (at once when it has). */
+  writable(): Promise<void>;
+}
+
 /** Everything a workload runs with: the vCPU's view of guest memory and its devices. */
 export interface WorkloadContext {
   readonly memory: GuestMemory;
@@ -40,6 +54,8 @@ export interface WorkloadContext {
   disk(index: number): GuestDisk;
   console(): GuestConsole;
   rng(): GuestRng;
+  /** Net device `index` (among the net devices). */
+  net(index: number): GuestNet;
   /** Reports progress in [0, 1]; cheap to call often (the caller throttles). */
   progress(fraction: number): void;
 }

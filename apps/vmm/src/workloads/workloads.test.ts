@@ -53,6 +53,9 @@ function contextFor(disk: GuestDisk, memory: GuestMemory): WorkloadContext {
     rng: () => {
       throw new Error('no rng');
     },
+    net: () => {
+      throw new Error('no net');
+    },
     progress: () => {},
   };
 }
