@@ -100,6 +100,10 @@ describe('vhost-user message codec', () => {
     expect(failedConfig.bytes.length).toBe(HEADER_SIZE); // zero-length payload = error, per the spec
     const inflight = encodeReply('GET_INFLIGHT_FD', { kind: 'inflight', mmapSize: 4096, mmapOffset: 0, numQueues: 2, queueSize: 128, fd: 9 });
     expect(inflight.fds).toEqual([9]);
+    // No buffer (packed rings): the full 24-byte payload with mmap_size 0, and no fd (QEMU checks the size).
+    const none = encodeReply('GET_INFLIGHT_FD', { kind: 'inflight', mmapSize: 0, mmapOffset: 0, numQueues: 2, queueSize: 128, fd: null });
+    expect(none.fds).toEqual([]);
+    expect(none.bytes.length).toBe(HEADER_SIZE + 24);
   });
 });
 

@@ -321,7 +321,8 @@ export type ReplyPayload =
   | { readonly kind: 'u64'; readonly value: bigint }
   | { readonly kind: 'state'; readonly index: number; readonly num: number }
   | { readonly kind: 'config'; readonly offset: number; readonly flags: number; readonly data: Uint8Array }
-  | { readonly kind: 'inflight'; readonly mmapSize: number; readonly mmapOffset: number; readonly numQueues: number; readonly queueSize: number; readonly fd: number };
+  /** `fd` null with `mmapSize` 0: no buffer (the front-end then tracks nothing). */
+  | { readonly kind: 'inflight'; readonly mmapSize: number; readonly mmapOffset: number; readonly numQueues: number; readonly queueSize: number; readonly fd: number | null };
 
 /** Encodes the back-end's reply to request `type` (REPLY flag set). */
 export function encodeReply(type: VhostUserRequestName, payload: ReplyPayload): EncodedMessage {
@@ -360,7 +361,7 @@ export function encodeReply(type: VhostUserRequestName, payload: ReplyPayload): 
       v.setBigUint64(HEADER_SIZE + 8, BigInt(payload.mmapOffset), true);
       v.setUint16(HEADER_SIZE + 16, payload.numQueues, true);
       v.setUint16(HEADER_SIZE + 18, payload.queueSize, true);
-      return { bytes, fds: [payload.fd] };
+      return { bytes, fds: payload.fd === null ? [] : [payload.fd] };
     }
   }
 }

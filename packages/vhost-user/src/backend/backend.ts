@@ -4,11 +4,12 @@ import {
 } from '@virtio-ts/device';
 import { PackedDeviceQueue, SplitDeviceQueue, type DeviceQueue } from '@virtio-ts/ring';
 import {
-  VHOST_USER_F_PROTOCOL_FEATURES, VHOST_USER_PROTOCOL_F_CONFIG, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, VHOST_USER_PROTOCOL_F_MQ,
+  VHOST_USER_F_PROTOCOL_FEATURES, VHOST_USER_PROTOCOL_F_CONFIG, VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, VHOST_USER_PROTOCOL_F_MQ,
   VHOST_USER_PROTOCOL_F_REPLY_ACK, VHOST_USER_PROTOCOL_F_RESET_DEVICE, VHOST_USER_PROTOCOL_F_STATUS, type VhostUserRequestName,
 } from '../constants.js';
 import { VhostUserError } from '../errors.js';
 import { encodeReply, type DecodedRequest, type EncodedMessage, type VhostUserMessage } from '../message.js';
+import { InflightBuffer, InflightDeviceQueue, type InflightCounter } from './inflight.js';
 import { MemoryTable } from './memory-table.js';
 import { Vring } from './vring.js';
 
@@ -19,7 +20,8 @@ export const BACKEND_PROTOCOL_FEATURES =
   featureBit(VHOST_USER_PROTOCOL_F_CONFIG) |
   featureBit(VHOST_USER_PROTOCOL_F_RESET_DEVICE) |
   featureBit(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS) |
-  featureBit(VHOST_USER_PROTOCOL_F_STATUS);
+  featureBit(VHOST_USER_PROTOCOL_F_STATUS) |
+  featureBit(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD);
 
 const PROTOCOL_FEATURES_BIT = featureBit(VHOST_USER_F_PROTOCOL_FEATURES);
 
@@ -57,6 +59,9 @@ export class VhostUserBackend {
   private status = 0;
   private active = false;
   private closed = false;
+  /** The inflight buffer (GET/SET_INFLIGHT_FD); split rings record their in-flight heads in it. */
+  private inflight: InflightBuffer | null = null;
+  private readonly inflightCounter: InflightCounter = { next: 1 };
 
   constructor(options: BackendOptions) {
     this.device = options.device;
@@ -217,6 +222,7 @@ export class VhostUserBackend {
         if (enable !== ring.enabled) {
           ring.enabled = enable;
           if (this.active) this.reactivate();
+          this.nudgeResubmits(ring);
         }
         return null;
       }
@@ -251,10 +257,35 @@ export class VhostUserBackend {
       case 'GET_STATUS':
         this.requireProtocol(VHOST_USER_PROTOCOL_F_STATUS, message.type);
         return encodeReply(message.type, { kind: 'u64', value: BigInt(this.status) });
+      case 'GET_INFLIGHT_FD': {
+        this.requireProtocol(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, message.type);
+        const { numQueues, queueSize } = message;
+        // Packed rings are not tracked: a zero-sized reply tells QEMU there is no buffer.
+        if (queueLayoutOf(this.ackedFeatures) === 'packed') return encodeReply(message.type, { kind: 'inflight', mmapSize: 0, mmapOffset: 0, numQueues, queueSize, fd: null });
+        if (numQueues > this.vrings.length) throw new VhostUserError('BAD_PAYLOAD', `GET_INFLIGHT_FD for ${numQueues} queues (the device has ${this.vrings.length})`, { request: message.type });
+        await this.drainAll('GET_INFLIGHT_FD');
+        const buffer = InflightBuffer.create(numQueues, queueSize);
+        this.replaceInflight(buffer);
+        this.log(`vhost-user: inflight buffer created: ${numQueues} queue(s) of ${queueSize} descriptors, ${buffer.size} bytes`);
+        return encodeReply(message.type, { kind: 'inflight', mmapSize: buffer.size, mmapOffset: 0, numQueues, queueSize, fd: buffer.fd });
+      }
+      case 'SET_INFLIGHT_FD': {
+        this.requireProtocol(VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD, message.type, [message.fd]);
+        if (message.numQueues > this.vrings.length) {
+          safeClose(message.fd);
+          throw new VhostUserError('BAD_PAYLOAD', `SET_INFLIGHT_FD for ${message.numQueues} queues (the device has ${this.vrings.length})`, { request: message.type });
+        }
+        await this.drainAll('SET_INFLIGHT_FD').catch((error: unknown) => {
+          safeClose(message.fd);
+          throw error;
+        });
+        const buffer = InflightBuffer.open(message.fd, message.mmapSize, message.mmapOffset, message.numQueues, message.queueSize);
+        const inUse = Array.from({ length: buffer.numQueues }, (_, i) => buffer.region(i)!.version !== 0).filter(Boolean).length;
+        this.log(`vhost-user: inflight buffer set: ${buffer.numQueues} queue(s) of ${buffer.queueSize} descriptors${inUse > 0 ? `, ${inUse} in use by an earlier back-end` : ''}`);
+        this.replaceInflight(buffer);
+        return null;
+      }
       case 'NET_SET_MTU':
-      case 'GET_INFLIGHT_FD':
-      case 'SET_INFLIGHT_FD':
-        if (message.type === 'SET_INFLIGHT_FD') safeClose(message.fd);
         throw new VhostUserError('PROTOCOL_VIOLATION', `${message.type} needs a protocol feature this back-end does not offer`, { request: message.type });
     }
   }
@@ -283,6 +314,8 @@ export class VhostUserBackend {
     this.closed = true;
     for (const ring of this.vrings) this.clearRing(ring);
     this.memoryTable.clear();
+    this.inflight?.close();
+    this.inflight = null;
   }
 
   private requireProtocol(bit: number, request: VhostUserRequestName, fdsToClose: readonly number[] = []): void {
@@ -300,6 +333,34 @@ export class VhostUserBackend {
     if (memory === null) throw new VhostUserError('PROTOCOL_VIOLATION', `vring ${ring.index} started before SET_MEM_TABLE`, { request: 'SET_VRING_KICK', queue: ring.index });
     ring.queue = this.createQueue(ring);
     if (this.active) this.reactivate();
+    this.nudgeResubmits(ring);
+  }
+
+  /**
+   * A ring that starts with chains to resubmit, or with chains the driver made available while no
+   * back-end listened (a reconnect), gets a kick of its own, as libvhost-user does: the guest is
+   * waiting for those completions and may never kick again.
+   */
+  private nudgeResubmits(ring: Vring): void {
+    if (!ring.started || !ring.enabled || !ring.queue) return;
+    const resubmits = ring.queue instanceof InflightDeviceQueue && ring.queue.resubmitPending > 0;
+    let available = false;
+    try {
+      available = ring.queue.hasAvailable();
+    } catch {
+      // a broken ring: the device reports it when it is kicked
+    }
+    if (!resubmits && !available) return;
+    if (ring.kick) ring.kick.signal();
+    else this.kick(ring.index);
+  }
+
+  /** The inflight buffer changes (no ring may have requests in flight): rings rebuild over it. */
+  private replaceInflight(buffer: InflightBuffer): void {
+    const old = this.inflight;
+    this.inflight = buffer;
+    this.rebuildQueues();
+    old?.close();
   }
 
   private createQueue(ring: Vring): DeviceQueue {
@@ -333,6 +394,14 @@ export class VhostUserBackend {
         availRing: translate(addresses.avail, 6 + 2 * n, 'available ring'),
         usedRing: translate(addresses.used, 6 + 8 * n, 'used ring'),
       };
+      const region = this.inflight?.region(ring.index);
+      if (region !== undefined && region.capacity >= n) {
+        const { queue, recovery } = InflightDeviceQueue.open({ memory, layout, features, index: ring.index, base: ring.base, region, counter: this.inflightCounter });
+        if (recovery && (recovery.heads.length > 0 || recovery.batchCleared > 0)) {
+          this.log(`vhost-user: vring ${ring.index}: resubmitting ${recovery.heads.length} request(s) left in flight${recovery.batchCleared > 0 ? `, ${recovery.batchCleared} completed in an interrupted batch` : ''}`);
+        }
+        return queue;
+      }
       // The used index lives in guest memory; the front-end gave the avail base (§ "Ring states").
       const usedIdx = memory.atomicLoadU16(layout.usedRing + 2);
       return SplitDeviceQueue.restore(

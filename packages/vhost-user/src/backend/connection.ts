@@ -12,6 +12,8 @@ export interface ConnectionOptions {
   readonly device: VirtioDevice;
   readonly log?: (message: string) => void;
   readonly maxMemSlots?: number;
+  /** How long stopping rings waits for in-flight requests (default 30 s). */
+  readonly drainTimeoutMs?: number;
 }
 
 /** Why a connection ended. */
@@ -38,6 +40,7 @@ export async function serveConnection(socket: UnixSocket, options: ConnectionOpt
     device: options.device,
     log,
     maxMemSlots: options.maxMemSlots,
+    drainTimeoutMs: options.drainTimeoutMs,
     onKickFd: (index, kick) => {
       const old = kickFds.get(index);
       if (old !== undefined) waiter.unwatch(old);

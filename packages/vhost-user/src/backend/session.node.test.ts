@@ -144,6 +144,15 @@ describe('hostile front-ends: a clear error closes that connection only, and not
       f.kicks.push(kick);
       f.send({ type: 'SET_VRING_KICK', index: 0, fd: kick.fd });
     }, 'PROTOCOL_VIOLATION'],
+    ['SET_INFLIGHT_FD without INFLIGHT_SHMFD negotiated', (f) => f.send({ type: 'SET_INFLIGHT_FD', mmapSize: 4096, mmapOffset: 0, numQueues: 1, queueSize: 64, fd: f.memoryFd }), 'PROTOCOL_VIOLATION'],
+    ['an inflight buffer past the end of its file (would SIGBUS)', (f) => {
+      f.send({ type: 'SET_PROTOCOL_FEATURES', value: 1n << 12n });
+      f.send({ type: 'SET_INFLIGHT_FD', mmapSize: f.size * 2, mmapOffset: 0, numQueues: 1, queueSize: 64, fd: f.memoryFd });
+    }, 'BAD_PAYLOAD'],
+    ['an inflight buffer for more queues than the device has', (f) => {
+      f.send({ type: 'SET_PROTOCOL_FEATURES', value: 1n << 12n });
+      f.send({ type: 'SET_INFLIGHT_FD', mmapSize: 4 << 20, mmapOffset: 0, numQueues: 9, queueSize: 64, fd: f.memoryFd });
+    }, 'BAD_PAYLOAD'],
     ['a kick fd that epoll cannot watch (a memfd)', (f) => {
       const kick = encodeRequest({ type: 'SET_VRING_KICK', index: 0, fd: f.memoryFd });
       f.sendRaw(kick.bytes, kick.fds);
