@@ -58,7 +58,7 @@ import {
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BackendError } from '../errors.js';
-import { harness } from '../testing/harness.js';
+import { harness, settle } from '../testing/harness.js';
 import { equalBytes } from '../testing/bytes.js';
 import { NO_NET_OFFLOADS, type NetOffloads } from './net-backend.js';
 import { NetDevice, type NetDeviceOptions } from './net-device.js';
@@ -805,5 +805,31 @@ describe('virtio-net as a vhost-user-net data plane (controlQueue: false)', () =
     backend.ports[0]!.deliver(reply);
     expect(h2.queues[0]!.used[0]!.length).toBe(72);
     expect(decodeNetHdr(h2.builder.bytesOf(w2)).numBuffers).toBe(1);
+  });
+});
+
+describe('virtio-net hostile guests', () => {
+  it('H17: a transmit ring kept full does not hold the thread: the drain yields and resumes from a timer', async () => {
+    const s = setup({ queueSize: 16 });
+    const q = s.h.queues[1]!;
+    for (let i = 0; i < 200; i++) q.offer(s.h.builder.chain(s.h.builder.place(concat(hdr(), frameTo(PEER, 60, i))), [], i));
+    s.device.queueNotify(1);
+    // yieldAfter = 4 x queue size = 64 chains per turn.
+    expect(s.port().sent.length).toBe(64);
+    await settle();
+    expect(s.port().sent.length).toBe(200);
+    expect(q.used).toHaveLength(200);
+  });
+
+  it('H13: a flood of malformed receive buffers is returned and a valid buffer still gets the frame', () => {
+    const s = setup();
+    const q = s.h.queues[0]!;
+    for (let i = 0; i < 500; i++) q.offer(s.h.builder.chain(s.h.builder.place(new Uint8Array(4)), s.h.builder.reserve([16]), i));
+    const good = s.h.builder.chain([], s.h.builder.reserve([2048]), 1000);
+    q.offer(good);
+    expect(s.port().deliver(frameTo(OWN, 100))).toBe(true);
+    expect(q.used).toHaveLength(501);
+    expect(q.used.at(-1)).toEqual({ head: 1000, length: 112 });
+    expect(s.device.metrics.faults.RX_BAD_BUFFER).toBe(500);
   });
 });
