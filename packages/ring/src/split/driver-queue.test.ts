@@ -53,6 +53,34 @@ describe('SplitDriverQueue (VIRTIO 1.3 §2.7.13)', () => {
     expect(driver.freeCount).toBe(0);
   });
 
+  it('reports a malformed segment as INVALID_ARGUMENT before QUEUE_FULL, so a caller waiting for room on QUEUE_FULL never waits for a chain that cannot be added', () => {
+    const { driver, dataAddress } = createSplitRing<number>({ size: 2 });
+    const seg = { address: dataAddress, length: 8 };
+    driver.add([seg, seg], [], 1);
+    expect(() => driver.add([seg], [], 2)).toThrow(expect.objectContaining({ code: 'QUEUE_FULL' }));
+    expect(() => driver.add([{ address: 0.5, length: 8 }], [], 2)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => driver.add([seg], [{ address: 0, length: -1 }], 2)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => driver.add([{ address: 0, length: 2 ** 32 - 1 }], [{ address: 0, length: 1 }], 2)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
+  it('a rejected add (one-pass checks) leaves the queue exactly as it was: free count, avail idx and later chains', () => {
+    const { driver, device, dataAddress } = createSplitRing<number>({ size: 8 });
+    const seg = { address: dataAddress, length: 8 };
+    // The bad segment comes after good ones that were already written into free descriptors.
+    expect(() => driver.add([seg, seg], [seg, { address: 2 ** 53, length: 8 }], 1)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => driver.add([seg], [{ address: 0, length: 2 ** 32 - 1 }, seg], 1)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(() => driver.add([{ address: Number.NaN, length: 8 }], [], 1)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(driver.freeCount).toBe(8);
+    expect(device.pop()).toBeNull();
+    driver.add([seg], [{ address: dataAddress + 64, length: 16 }], 2);
+    const chain = device.pop()!;
+    expect(chain.readable).toEqual([seg]);
+    expect(chain.writable).toEqual([{ address: dataAddress + 64, length: 16 }]);
+    device.pushUsed(chain.head, 16);
+    expect(driver.getUsed()).toEqual({ token: 2, length: 16 });
+    expect(driver.freeCount).toBe(8);
+  });
+
   it('2.7.5.3: with INDIRECT_DESC, a long chain takes one descriptor and an indirect table the device flattens', () => {
     const { memory, layout, driver, device, dataAddress } = createSplitRing<number>({ size: 8, features: { indirect: true }, indirectMaxDescriptors: 8 });
     const segs = Array.from({ length: 6 }, (_, k) => ({ address: dataAddress + 64 * k, length: 64 }));

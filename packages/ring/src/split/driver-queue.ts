@@ -225,6 +225,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const indirect = n > 1 && this.indirectU32 !== null && n <= this.indirectMax && (n >= this.indirectThreshold || n > this.free);
     const needed = indirect ? 1 : n;
     if (needed > this.free) {
+      // Invalid segments are reported before a full ring, as a caller that waits for room on
+      // QUEUE_FULL expects (checked here, off the hot path).
+      this.checkSegments(readable, writable);
       // §2.7.5.3.1: a chain MUST NOT be longer than the queue size; that one can never fit.
       if (n > this.size) throw new RingError('INVALID_ARGUMENT', `a chain of ${n} segments exceeds the queue size`, { queue: this.queueIndex, length: n });
       throw new RingError('QUEUE_FULL', `${needed} descriptors needed, ${this.free} free`, { queue: this.queueIndex, length: needed });
@@ -435,6 +438,18 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
 
   private segmentError(address: number, length: number): RingError {
     return new RingError('INVALID_ARGUMENT', 'segment address or length is invalid', { queue: this.queueIndex, address, length });
+  }
+
+  /** Throws INVALID_ARGUMENT for the first invalid segment, or for a total past 2^32 - 1. */
+  private checkSegments(readable: readonly Segment[], writable: readonly Segment[]): void {
+    let total = 0;
+    for (const list of [readable, writable]) {
+      for (const s of list) {
+        if (!isValidAddress(s.address) || s.length >>> 0 !== s.length) throw this.segmentError(s.address, s.length);
+        total += s.length;
+      }
+    }
+    this.checkTotal(total);
   }
 
   /** §2.7.5.2: the driver MUST NOT add a chain longer than 2^32 bytes. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { baselineRoundTrips, flatRing } from './baseline.js';
+import { contractFloorRoundTripper } from './floor.js';
 import { packedBaselineRoundTrips, packedRoundTripper } from './packed.js';
 import { splitRoundTripper } from './split.js';
 
@@ -11,5 +12,8 @@ describe('ring bench measurements', () => {
       expect(baselineRoundTrips(flatRing(new SharedArrayBuffer(1 << 16), 256), segments, 10_000, 0x8000)).toBeGreaterThan(0);
       expect(packedBaselineRoundTrips(new SharedArrayBuffer(1 << 16), 256, segments, 10_000, 0x8000)).toBeGreaterThan(0);
     }
+    // The contract floor checks that every token comes back in order (it throws otherwise).
+    expect(contractFloorRoundTripper(true)(10_000)).toBeGreaterThan(0);
+    expect(contractFloorRoundTripper(false)(10_000)).toBeGreaterThan(0);
   });
 });
