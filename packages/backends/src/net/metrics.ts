@@ -21,7 +21,7 @@ export interface NetQueueMetrics {
  * {
  *   "queues": [{ "name": "rx0", "frames": 0, "bytes": 0, "drops": 0, "interrupts": 0, "notifications": 0 }, ...],
  *   "rxFrames": 0, "rxBytes": 0, "txFrames": 0, "txBytes": 0,
- *   "filtered": 0, "rxStalls": 0, "txStalls": 0, "softwareChecksums": 0,
+ *   "filtered": 0, "rxStalls": 0, "txStalls": 0, "softwareChecksums": 0, "releasedRxBuffers": 0,
  *   "faults": { "TX_SHORT_HEADER": 0, ... one key per NetFault },
  *   "ctrlCommands": 0, "ctrlErrors": 0, "configChanges": 0,
  *   "ringErrors": 0, "needsReset": 0, "configWrites": 0
@@ -31,7 +31,8 @@ export interface NetQueueMetrics {
  * counts received frames the receive filter (§5.1.6.5.1) dropped; `rxStalls` the times a frame
  * waited because the guest had no receive buffers (back-pressure, not a drop); `txStalls` the
  * times the back-end refused a frame and the queue waited for `writable()`;
- * `softwareChecksums` the partial checksums the device completed itself.
+ * `softwareChecksums` the partial checksums the device completed itself; `releasedRxBuffers`
+ * the held receive buffers given back empty by `releaseHeldRxBuffers()`.
  */
 export class NetMetrics {
   readonly queues: NetQueueMetrics[];
@@ -40,6 +41,7 @@ export class NetMetrics {
   rxStalls = 0;
   txStalls = 0;
   softwareChecksums = 0;
+  releasedRxBuffers = 0;
   readonly faults: Record<NetFault, number> = Object.fromEntries(NET_FAULTS.map((f) => [f, 0])) as Record<NetFault, number>;
   ctrlCommands = 0;
   ctrlErrors = 0;
@@ -93,6 +95,7 @@ export class NetMetrics {
       rxStalls: this.rxStalls,
       txStalls: this.txStalls,
       softwareChecksums: this.softwareChecksums,
+      releasedRxBuffers: this.releasedRxBuffers,
       faults: { ...this.faults },
       ctrlCommands: this.ctrlCommands,
       ctrlErrors: this.ctrlErrors,

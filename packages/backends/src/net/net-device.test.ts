@@ -419,6 +419,21 @@ describe('virtio-net receive (§5.1.6.3, §5.1.6.4)', () => {
     expect(equalBytes(concat(first.bytes(), second.bytes()).subarray(12, 312), frame)).toBe(true);
   });
 
+  it('releaseHeldRxBuffers() returns held buffers empty; the waiting frame still arrives after the next kick', () => {
+    const s = setup();
+    const first = s.rxBuffer([100]);
+    const frame = frameTo(OWN, 300, 5);
+    expect(s.port().deliver(frame)).toBe(false);
+    expect(s.h.queues[0]!.inFlight).toBe(1);
+    expect(s.device.releaseHeldRxBuffers()).toBe(1);
+    expect(s.h.queues[0]!.used).toEqual([{ head: first.chain.head, length: 0 }]);
+    expect(s.h.queues[0]!.inFlight).toBe(0);
+    expect(s.device.metrics.releasedRxBuffers).toBe(1);
+    const big = s.rxBuffer([400]);
+    s.device.queueNotify(0);
+    expect(s.h.queues[0]!.used.at(-1)).toEqual({ head: big.chain.head, length: 312 });
+  });
+
   it('no buffers at all: receive() returns false and nothing is consumed', () => {
     const s = setup();
     expect(s.port().deliver(frameTo(OWN, 60))).toBe(false);

@@ -277,6 +277,19 @@ export class NetDevice implements VirtioDevice {
     return this.rxQueues.reduce((n, q) => n + (q?.heldBuffers ?? 0), 0);
   }
 
+  /**
+   * Gives back the receive buffers held for a frame that did not fit yet, empty (used length 0:
+   * Linux's virtio_net counts them as rx_length_errors and posts new ones), so that a stop that
+   * waits for every buffer in flight — vhost-user GET_VRING_BASE, a snapshot — need not wait for
+   * the guest to post more. The waiting frame stays with the back-end. Returns how many.
+   */
+  releaseHeldRxBuffers(): number {
+    let released = 0;
+    for (const q of this.rxQueues) released += q?.release() ?? 0;
+    this.metrics.releasedRxBuffers += released;
+    return released;
+  }
+
   /** §5.1.4: mac, status, max_virtqueue_pairs, mtu (little-endian). */
   readConfig(offset: number, data: Uint8Array): void {
     const c = this.configBytes;

@@ -97,6 +97,18 @@ export class RxQueue {
     this.runner.detach();
   }
 
+  /**
+   * Returns the held chains to the guest empty (used length 0) and signals it; the frame they
+   * were popped for stays with the back-end, which delivers it again after the next kick.
+   * Returns how many were released.
+   */
+  release(): number {
+    const count = this.held.length;
+    for (const chain of this.held.splice(0, count)) this.used(chain, 0);
+    this.flush();
+    return count;
+  }
+
   /** Sends the pending used buffer notification now (NetReceiver.receiveBatchEnd). */
   flush(): void {
     if (!this.signalPending) return;
