@@ -49,6 +49,13 @@ export interface BlockStatus {
   readonly offset?: number;
   /** True when the range is stored compressed. */
   readonly compressed?: boolean;
+  /**
+   * Whether the image at `depth` itself holds the range — as data or as zeroes it records (a qcow2
+   * zero cluster) — rather than the range reading as zeroes because the chain ends there or a
+   * backing file is shorter (QEMU's BDRV_BLOCK_ALLOCATED; `present` in `qemu-img map`).
+   * Absent: treat as true (raw images hold every byte).
+   */
+  readonly allocated?: boolean;
 }
 
 /** Driver information, with qemu-img's field names where they exist. */

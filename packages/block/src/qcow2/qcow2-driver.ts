@@ -862,6 +862,7 @@ export class Qcow2Driver implements BlockDriver {
           next.zero !== first.zero ||
           next.depth !== first.depth ||
           next.compressed !== first.compressed ||
+          next.allocated !== first.allocated ||
           (first.offset === undefined) !== (next.offset === undefined) ||
           (first.offset !== undefined && next.offset !== first.offset + total)
         ) {
@@ -894,18 +895,20 @@ export class Qcow2Driver implements BlockDriver {
     } else status = entry.kind === 'normal' ? 'host' : 'backing';
     switch (status) {
       case 'host':
-        return { length: n, data: true, zero: false, depth: 0, offset: entry!.offset + inCluster };
+        return { length: n, data: true, zero: false, depth: 0, offset: entry!.offset + inCluster, allocated: true };
       case 'compressed':
-        return { length: n, data: true, zero: false, depth: 0, compressed: true };
+        return { length: n, data: true, zero: false, depth: 0, compressed: true, allocated: true };
       case 'zero':
-        return { length: n, data: false, zero: true, depth: 0 };
+        return { length: n, data: false, zero: true, depth: 0, allocated: true };
       default: {
+        // Unallocated here: the backing file's status one level down, or (no backing file, or past
+        // its end) zeroes that no image holds, reported at this depth as QEMU does.
         const backing = image.backing;
-        if (backing === undefined || guest >= backing.length) return { length: n, data: false, zero: true, depth: 0 };
+        if (backing === undefined || guest >= backing.length) return { length: n, data: false, zero: true, depth: 0, allocated: false };
         n = Math.min(n, backing.length - guest);
-        if (backing.blockStatus === undefined) return { length: n, data: true, zero: false, depth: 1 };
+        if (backing.blockStatus === undefined) return { length: n, data: true, zero: false, depth: 1, allocated: true };
         const b = await backing.blockStatus(guest, n);
-        return { ...b, length: Math.min(b.length, n), depth: b.depth + 1 };
+        return { ...b, length: Math.min(b.length, n), depth: b.depth + 1, allocated: b.allocated ?? true };
       }
     }
   }

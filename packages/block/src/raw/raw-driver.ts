@@ -97,7 +97,7 @@ export class RawDriver implements BlockDriver {
       const a = await this.file.isAllocated(offset, length);
       return a.allocated
         ? { length: Math.min(a.length, length), data: true, zero: false, depth: 0, offset }
-        : { length: Math.min(a.length, length), data: false, zero: true, depth: 0 };
+        : { length: Math.min(a.length, length), data: false, zero: true, depth: 0, offset };
     }
     return { length, data: true, zero: false, depth: 0, offset };
   }

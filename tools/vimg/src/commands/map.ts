@@ -27,13 +27,14 @@ export async function mapEntries(chain: ImageChain, start: number, maxLength?: n
   for (let offset = Math.min(start, end); offset < end; ) {
     const status = await statusOf(driver, offset, Math.min(MAP_STEP, end - offset));
     const layer = chain.layers[Math.min(status.depth, chain.layers.length - 1)];
-    const allocated = (status as { allocated?: boolean }).allocated;
     const hasOffset = status.offset !== undefined && status.compressed !== true;
     entries.push({
       start: offset,
       length: status.length,
       depth: status.depth,
-      present: allocated ?? (status.data || status.depth < chain.layers.length - 1 || (status.zero && layer?.format === 'raw')),
+      // qemu-img: present = BDRV_BLOCK_ALLOCATED at that depth (a zero cluster is present; zeroes
+      // because the chain ends, or a backing file is shorter, are not). Raw holds every byte.
+      present: status.allocated ?? true,
       zero: status.zero,
       data: status.data,
       ...(hasOffset ? { offset: status.offset, filename: layer?.filename ?? '' } : {}),
