@@ -254,6 +254,11 @@ describe('L2Switch', () => {
     await up.close();
     expect(hostReceiver).toBeUndefined();
     expect(lan.portCount).toBe(1);
+    // Closing the switch unplugs uplinked back-ends too.
+    lan.uplink(host, 'wan2');
+    expect(hostReceiver).toBeDefined();
+    lan.close();
+    expect(hostReceiver).toBeUndefined();
   });
 
   describe('offloads (VIRTIO 1.3 §5.1.6.2)', () => {

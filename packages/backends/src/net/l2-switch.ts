@@ -143,6 +143,10 @@ export class L2Switch {
 
   /** Plugs in a new port and returns it as a one-queue-pair back-end. */
   connect(name?: string): NetBackend & { readonly id: number; readonly name: string } {
+    return this.newPort(name);
+  }
+
+  private newPort(name: string | undefined): SwitchPort {
     const id = this.nextPortId++;
     const port = new SwitchPort(this, id, name ?? String(id));
     this.ports.push(port);
@@ -157,7 +161,7 @@ export class L2Switch {
    * Returns the port; closing it unplugs the back-end (which stays open).
    */
   uplink(backend: NetBackend, name?: string): NetBackend & { readonly id: number; readonly name: string } {
-    const port = this.connect(name ?? backend.description);
+    const port = this.newPort(name ?? backend.description);
     const hostSide = backend.port(0);
     const switchSide = port.port(0);
     backend.setGuestOffloads(this.offloads);
@@ -170,13 +174,8 @@ export class L2Switch {
       receive: (frame, hdr) => switchSide.send([frame], hdr),
       writable: () => switchSide.resumeReceive(),
     });
-    const close = port.close.bind(port);
-    return Object.assign(port, {
-      close: async (): Promise<void> => {
-        hostSide.detach();
-        await close();
-      },
-    });
+    port.onDisconnect = () => hostSide.detach();
+    return port;
   }
 
   /** Connected ports. */
@@ -371,6 +370,8 @@ class SwitchPort implements NetBackend, NetPort {
   readonly stats: NetBackendStats = { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, txDropped: 0 };
   guestOffloads: NetOffloads = NO_NET_OFFLOADS;
   connected = true;
+  /** @internal Called once when the port leaves the switch (uplink detaches its back-end). */
+  onDisconnect: (() => void) | undefined;
   private receiver: NetReceiver | undefined;
   private blocked = false;
   private readonly queue: Queued[] = [];
@@ -440,6 +441,7 @@ class SwitchPort implements NetBackend, NetPort {
     this.connected = false;
     this.detach();
     this.owner.remove(this);
+    this.onDisconnect?.();
   }
 
   /** @internal A frame for this port's guest: delivered now, queued (copied) or dropped. */
