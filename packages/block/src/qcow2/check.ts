@@ -14,12 +14,14 @@
  * where a referenced cluster has refcount 0 or a refcount block is broken, rebuilds the whole
  * refcount structure from the in-memory counts (QEMU's rebuild_refcount_structure).
  *
- * Snapshot table: a v3 entry with less than 16 bytes of extra data is a corruption that repair
- * fixes by rewriting the table (QEMU's "snapshot table entry N is incomplete"); a table that
- * cannot be read at all (past the end of the file, over QEMU's bounds) is one corruption and its
- * snapshots are not walked. QEMU's other snapshot-table repairs (discarding entries past 65536 or
- * with over 1 KiB of extra data) are not implemented. Bitmaps (autoclear bit 0) are not walked:
- * their clusters would show as leaks.
+ * Snapshot table: read as qemu-img check reads it (check-snapshot-table.ts): more than 65536
+ * entries, over 1 KiB of extra data or a table over 64 MiB fail the check, and `-r all` drops
+ * what QEMU drops; a v3 entry with less than 16 bytes of extra data is a corruption that repair
+ * fixes by rewriting the table (QEMU's "snapshot table entry N is incomplete").
+ *
+ * Persistent bitmaps (check-bitmaps.ts): while autoclear bit 0 is set, the bitmap directory,
+ * tables and data clusters are references; a broken directory or table fails the check, as in
+ * QEMU.
  *
  * It works on a {@link BlockFile}, not on an open image, as `qemu-img check` does: it must read
  * images that the driver refuses to open, and repair writes the file directly. The file must not
@@ -33,7 +35,9 @@ import { BlockError } from '../errors.js';
 import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2, MAX_L1_BYTES, MAX_REFCOUNT_TABLE_BYTES } from './constants.js';
 import { parseQcow2Header, peekClusterBits, type Qcow2Header } from './header.js';
 import { getRefcountEntry, maxRefcount, refcountEntriesPerBlock, setRefcountEntry } from './refcount-block.js';
-import { readSnapshotTable, serializeSnapshotTable, type Qcow2Snapshot } from './snapshot-table.js';
+import { bitmapsExtension, checkBitmapRefcounts, type BitmapsExtension } from './check-bitmaps.js';
+import { readSnapshotTableForCheck, type CheckedSnapshotTable } from './check-snapshot-table.js';
+import { serializeSnapshotTable, type Qcow2Snapshot } from './snapshot-table.js';
 
 /** What a check may repair (`qemu-img check -r leaks|all`). */
 export type Qcow2RepairMode = 'leaks' | 'all';
@@ -161,6 +165,10 @@ class Checker {
   rebuild = false;
   l2EntriesSeen = 0;
   l1EntriesSeen = 0;
+  /** The snapshot table as the check read it (set before {@link run}). */
+  snapshotTable: CheckedSnapshotTable = { snapshots: [], size: 0, corruptions: 0, corruptionsFixed: 0 };
+  /** The bitmaps extension, when in use. */
+  bitmaps: BitmapsExtension | undefined;
 
   constructor(file: BlockFile, header: Qcow2Header, reftable: Uint8Array, messages: string[]) {
     this.file = file;
@@ -421,32 +429,32 @@ class Checker {
     const h = this.header;
     this.inc(0, this.cs);
     await this.checkL1(h.l1TableOffset, h.l1Size, true, fix);
-    let snapshotsSize = 0;
-    if (h.nbSnapshots > 0) {
-      try {
-        const { snapshots, size } = await readSnapshotTable(this.file, h.snapshotsOffset, h.nbSnapshots);
-        snapshotsSize = size;
-        for (const sn of snapshots) {
-          if (sn.l1TableOffset % this.cs !== 0) {
-            this.log(`ERROR snapshot ${sn.id} (${sn.name}) l1_offset=0x${hex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`);
-            this.res.corruptions++;
-            continue;
-          }
-          if (sn.l1Size * 8 > MAX_L1_BYTES) {
-            this.log(`ERROR snapshot ${sn.id} (${sn.name}) l1_size=0x${hex(sn.l1Size)}: L1 table is too large; snapshot table entry corrupted`);
-            this.res.corruptions++;
-            continue;
-          }
-          await this.checkL1(sn.l1TableOffset, sn.l1Size, false, fix);
-        }
-      } catch (error) {
-        if (!BlockError.isInstance(error) || error.code !== 'CORRUPT_IMAGE') throw error;
-        this.log(`ERROR reading the snapshot table: ${error.message}`);
+    for (const sn of this.snapshotTable.snapshots) {
+      if (sn.l1TableOffset % this.cs !== 0) {
+        this.log(`ERROR snapshot ${sn.id} (${sn.name}) l1_offset=0x${hex(sn.l1TableOffset)}: L1 table is not cluster aligned; snapshot table entry corrupted`);
         this.res.corruptions++;
+        continue;
       }
+      if (sn.l1Size * 8 > MAX_L1_BYTES) {
+        this.log(`ERROR snapshot ${sn.id} (${sn.name}) l1_size=0x${hex(sn.l1Size)}: L1 table is too large; snapshot table entry corrupted`);
+        this.res.corruptions++;
+        continue;
+      }
+      await this.checkL1(sn.l1TableOffset, sn.l1Size, false, fix);
     }
-    this.inc(h.snapshotsOffset, snapshotsSize);
+    this.inc(h.snapshotsOffset, this.snapshotTable.size);
     this.inc(h.refcountTableOffset, this.reftable.length);
+    if (this.bitmaps !== undefined) {
+      await checkBitmapRefcounts(
+        {
+          file: this.file,
+          clusterSize: this.cs,
+          inc: (offset, size) => this.inc(offset, size),
+          corruption: () => void this.res.corruptions++,
+        },
+        this.bitmaps,
+      );
+    }
     await this.checkRefblocks(fix);
   }
 
@@ -648,36 +656,6 @@ class Checker {
   }
 
   /**
-   * qcow2_check_read_snapshot_table (the part we implement): in a v3 image every entry needs at
-   * least 16 bytes of extra data (vm_state_size_large, disk_size). Returns the entries to write
-   * back when repairing, or undefined. Counted apart from the refcount check, as QEMU does.
-   */
-  async checkSnapshotTable(fix: number, counters: Counters): Promise<Qcow2Snapshot[] | undefined> {
-    const h = this.header;
-    if (h.nbSnapshots === 0 || h.version !== 3) return undefined;
-    let snapshots: Qcow2Snapshot[];
-    try {
-      snapshots = (await readSnapshotTable(this.file, h.snapshotsOffset, h.nbSnapshots, { defaultDiskSize: h.size })).snapshots;
-    } catch (error) {
-      if (BlockError.isInstance(error) && error.code === 'CORRUPT_IMAGE') return undefined; // reported by calculate()
-      throw error;
-    }
-    const repair = (fix & FIX_ERRORS) !== 0;
-    let rewrite = false;
-    snapshots.forEach((sn, i) => {
-      if (sn.extraDataSize >= 16) return;
-      this.log(`${repair ? 'Repairing' : 'ERROR'} snapshot table entry ${i} is incomplete`);
-      if (repair) {
-        counters.corruptionsFixed++;
-        rewrite = true;
-      } else {
-        counters.corruptions++;
-      }
-    });
-    return rewrite ? snapshots : undefined;
-  }
-
-  /**
    * qcow2_write_snapshots for a repair: the table is written complete to newly allocated clusters
    * (the first free run by the on-disk refcounts), the header is switched to it, then the old
    * table's clusters are released.
@@ -685,7 +663,7 @@ class Checker {
   async rewriteSnapshotTable(snapshots: Qcow2Snapshot[]): Promise<void> {
     const h = this.header;
     const cs = this.cs;
-    const oldSize = (await readSnapshotTable(this.file, h.snapshotsOffset, h.nbSnapshots)).size;
+    const oldSize = this.snapshotTable.size;
     const bytes = serializeSnapshotTable(snapshots);
     const count = Math.ceil(bytes.length / cs);
     let start = 1;
@@ -695,7 +673,10 @@ class Checker {
       const block = await this.blockFor(c);
       if (block === 'error') throw new BlockError('CORRUPT_IMAGE', 'refcount structure unreadable', { op: 'check' });
       const refcount = block === null ? 0 : getRefcountEntry(block.bytes, block.view, c % this.epb, this.order);
-      if (refcount !== 0 || block === null) {
+      // The old table's clusters stay in use until the header points at the new one (a hostile
+      // table may span clusters past the end of the file that have no refcount).
+      const inOldTable = oldSize > 0 && c * cs < h.snapshotsOffset + oldSize && (c + 1) * cs > h.snapshotsOffset;
+      if (refcount !== 0 || block === null || inOldTable) {
         // A cluster without a refcount block cannot be allocated here; skip past it.
         run = 0;
         start = c + 1;
@@ -775,7 +756,7 @@ class Checker {
   }
 }
 
-async function loadHeader(file: BlockFile): Promise<{ header: Qcow2Header; reftable: Uint8Array }> {
+async function loadHeader(file: BlockFile): Promise<{ header: Qcow2Header; reftable: Uint8Array; bitmaps: BitmapsExtension | undefined }> {
   const first = new Uint8Array(112);
   await file.read(0, first);
   const clusterBits = peekClusterBits(first);
@@ -791,22 +772,30 @@ async function loadHeader(file: BlockFile): Promise<{ header: Qcow2Header; refta
   if (header.refcountTableClusters * cs > MAX_REFCOUNT_TABLE_BYTES) fail('refcount table too large');
   if (header.l1Size * 8 > MAX_L1_BYTES) fail('active L1 table too large');
   if (header.l1Size > 0 && header.l1TableOffset % cs !== 0) fail('L1 table offset is not cluster aligned');
+  const bitmaps = bitmapsExtension(header);
   const reftable = new Uint8Array(header.refcountTableClusters * cs);
   if (reftable.length > 0 && header.refcountTableOffset < file.length) await file.read(header.refcountTableOffset, reftable);
-  return { header, reftable };
+  return { header, reftable, bitmaps };
 }
 
 async function checkOnce(file: BlockFile, fix: number, filename: string | undefined): Promise<Qcow2CheckResult> {
-  const { header, reftable } = await loadHeader(file);
+  const { header, reftable, bitmaps } = await loadHeader(file);
   const messages: string[] = [];
   const checker = new Checker(file, header, reftable, messages);
-  const snapshotCounters = zeroCounters();
-  const rewrite = await checker.checkSnapshotTable(fix, snapshotCounters);
+  checker.bitmaps = bitmaps;
+  // qcow2_co_check_locked: the snapshot table first (it may lower nb_snapshots in the header),
+  // then the refcounts, then the snapshot table's repair (a rewrite needs sound refcounts).
+  const table = await readSnapshotTableForCheck(file, header, (fix & FIX_ERRORS) !== 0, (m) => checker.log(m));
+  checker.snapshotTable = table;
   const { res, highest } = await checker.run(fix);
-  if (rewrite !== undefined) await checker.rewriteSnapshotTable(rewrite);
+  if (table.corruptions > 0 && (fix & FIX_ERRORS) !== 0) {
+    await checker.rewriteSnapshotTable(table.snapshots);
+    table.corruptionsFixed += table.corruptions;
+    table.corruptions = 0;
+  }
   // qcow2_add_check_result: the snapshot table's findings come on top of the refcount check's.
-  res.corruptions += snapshotCounters.corruptions;
-  res.corruptionsFixed += snapshotCounters.corruptionsFixed;
+  res.corruptions += table.corruptions;
+  res.corruptionsFixed += table.corruptionsFixed;
   if (fix !== 0 && res.checkErrors === 0 && res.corruptions === 0 && !file.readOnly) {
     // qcow2_mark_clean and qcow2_mark_consistent: clear the dirty and corrupt bits.
     const bits = header.incompatibleFeatures & (INCOMPAT_DIRTY | INCOMPAT_CORRUPT);
