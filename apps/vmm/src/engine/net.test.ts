@@ -1,4 +1,8 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { VmmError } from '../errors.js';
 import { parseVmGroup, replicateVm } from '../config/group.js';
 import { parseVmConfig } from '../config/schema.js';
 import type { NetBenchResult, PingResult, UdpEchoResult } from '../workloads/net.js';
@@ -70,4 +74,28 @@ describe('two model guests on one in-process switch', () => {
       expect(r.machine.doorbells).toBeGreaterThan(0);
     }
   }, 60_000);
+
+  it('over a -netdev stream socket instead of the switch: vm0 listens (server=on), vm1 connects; they ping and echo', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'vmm-net-'));
+    try {
+      const socket = join(dir, 'n.sock');
+      const vm = (backend: string) => ({ dispatch: 'inline', memory: '32M', devices: [{ type: 'net', backend }], workloads: [{ type: 'ping', count: 2 }, { type: 'udp-echo', count: 4 }] });
+      const report = await runVmGroup(parseVmGroup({ vms: [vm(`stream:${socket},server=on`), vm(`stream:${socket}`)] }));
+      for (const r of report.vms) {
+        expect(r.results.find((x): x is PingResult => x.type === 'ping')).toMatchObject({ transmitted: 2, received: 2 });
+        expect(r.results.find((x): x is UdpEchoResult => x.type === 'udp-echo')).toMatchObject({ sent: 4, echoed: 4 });
+      }
+      expect(report.switches).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  it('a peer that does not answer fails the run with GUEST_ERROR naming the VM, and releases the other VM', async () => {
+    const vm = { dispatch: 'inline', memory: '32M', devices: [{ type: 'net', backend: 'switch:lan0' }] };
+    const group = parseVmGroup({ vms: [{ ...vm, workloads: [{ type: 'ping', peer: '10.0.0.99', count: 1, timeout: '200ms' }] }, { ...vm, workloads: [] }] });
+    const error = await runVmGroup(group).catch((e: unknown) => e);
+    expect(VmmError.isInstance(error) && error.code).toBe('GUEST_ERROR');
+    expect((error as Error).message).toMatch(/^vm 0: .*ping: no reply from 10\.0\.0\.99/);
+  }, 30_000);
 });

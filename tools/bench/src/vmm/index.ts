@@ -1,7 +1,7 @@
 import { createQcow2 } from '@virtio-ts/block';
 import { NodeFile } from '@virtio-ts/block/node';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,8 +15,9 @@ const run = promisify(execFile);
 /** The built `vmm` CLI (the bench script builds the whole workspace first). */
 const VMM = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'apps', 'vmm', 'dist', 'main.js');
 
-/** The parts of `vmm run --json`'s report this suite reads. */
-interface VmmReport {
+/** The parts of `vmm run --json`'s report this suite reads (a multi-VM run has one per VM under `vms`). */
+export interface VmmReport {
+  readonly vms?: readonly VmmReport[];
   readonly results: readonly {
     readonly type: string;
     readonly reads?: number;
@@ -27,6 +28,9 @@ interface VmmReport {
     /** Backing-store time during this workload alone (the VMM brackets each workload with exits). */
     readonly backingNs?: number;
     readonly backingRequests?: number;
+    /** net-bench: what the peer's counter received, and over how long. */
+    readonly receivedPackets?: number;
+    readonly receivedBytes?: number;
   }[];
 }
 
@@ -103,11 +107,48 @@ export function diskRows(name: string, blk: readonly DiskSample[], scsi: readonl
   ];
 }
 
+/** A net measurement: IPv4 packet size (IP header + UDP + payload) and the MTU of the two guests' link. */
+export interface NetCase {
+  readonly name: string;
+  readonly size: number;
+  readonly mtu: number;
+  readonly metric: 'packets/s' | 'MiB/s';
+}
+
+export const NET_CASES: readonly NetCase[] = [
+  { name: 'net, 64 B packets', size: 64, mtu: 1500, metric: 'packets/s' },
+  { name: 'net, 1500 B packets', size: 1500, mtu: 1500, metric: 'MiB/s' },
+  { name: 'net, 64 KiB packets (65535 B, MTU 65535)', size: 65535, mtu: 65535, metric: 'MiB/s' },
+];
+
+/**
+ * The two-guest config of one net measurement: vm0 runs `net-bench` to vm1 over switch lan0 (vm1
+ * has no workloads: it only receives and counts), both with 1 vCPU worker, virtio-pci, split ring.
+ */
+export function netBenchConfig(c: NetCase, runtimeMs: number): unknown {
+  const net = { type: 'net', backend: 'switch:lan0', mtu: c.mtu };
+  return {
+    vms: [
+      { memory: '64M', devices: [net], workloads: [{ type: 'net-bench', size: c.size, runtime: `${runtimeMs}ms` }] },
+      { memory: '64M', devices: [net], workloads: [] },
+    ],
+  };
+}
+
+/** One net measurement's figure from the report: packets/s or MiB/s received by the peer. */
+export function netFigure(report: VmmReport, c: NetCase): number {
+  const bench = report.vms?.[0]?.results.find((r) => r.type === 'net-bench');
+  if (bench?.elapsedNs === undefined || bench.receivedPackets === undefined || bench.receivedBytes === undefined) throw new Error('vmm report lacks the net-bench result');
+  const seconds = bench.elapsedNs / 1e9;
+  return c.metric === 'packets/s' ? bench.receivedPackets / seconds : bench.receivedBytes / 2 ** 20 / seconds;
+}
+
 export const suite: Suite = {
   name: 'vmm',
   description:
     'vmm: the model guest (1 vCPU worker, virtio-pci, split ring, event idx + indirect) driving virtio-blk, and the same ' +
-    'disks as virtio-scsi LUNs (blk beside them as the baseline); overhead = guest request latency − backing store time per request, same run',
+    'disks as virtio-scsi LUNs (blk beside them as the baseline); overhead = guest request latency − backing store time per request, same run; ' +
+    'net: two model guests on the in-process switch, UDP from vm0 to vm1 as received by vm1 (no peer)',
   peerTitle: 'blk',
   async run(options: SuiteOptions): Promise<Row[]> {
     const runtime = Math.max(200, Math.round(2000 * options.scale));
@@ -141,6 +182,16 @@ export const suite: Suite = {
           }
           rows.push(...diskRows(`${diskName}, ${c.name}`, blk, scsi));
         }
+      }
+      // Two model guests in one process on the in-process switch. No peer: QEMU's virtio-net between two
+      // QEMU guests (TCG, kernel stacks) measures something else; these rows have ours only.
+      for (const c of NET_CASES) {
+        options.log(`${c.name}`);
+        const config = join(dir, 'net.json');
+        await writeFile(config, JSON.stringify(netBenchConfig(c, runtime)));
+        const samples: number[] = [];
+        for (let i = 0; i < repeats; i++) samples.push(netFigure(await vmm(['--config', config]), c));
+        rows.push(row(`${c.name}: ${c.metric === 'packets/s' ? 'packets/s' : 'bandwidth'}`, c.metric, median(samples), null));
       }
     } finally {
       await rm(dir, { recursive: true, force: true });
