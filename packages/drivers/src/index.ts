@@ -19,3 +19,4 @@ export { decodeIpv4, encodeIpv4, isFragment, IP_PROTOCOL_ICMP, IP_PROTOCOL_UDP, 
 export { decodeIcmpEcho, encodeIcmpEcho, ICMP_ECHO_REQUEST, ICMP_ECHO_REPLY, type IcmpEcho } from './net/stack/icmp.js';
 export { decodeUdp, encodeUdp, type UdpDatagram } from './net/stack/udp.js';
 export { internetChecksum, onesComplementSum, pseudoHeaderSum } from './net/stack/checksum.js';
+export { runNetBench, NET_BENCH_FRAME_SIZES, type NetBenchOptions, type NetBenchResult } from './net/net-bench.js';

@@ -36,6 +36,8 @@ const frameOf = (length: number, seed = 1) => {
   frame[13] = 0xb5;
   return frame;
 };
+/** Byte equality without vitest's element-by-element diffing (slow on 64 KiB arrays). */
+const same = (a: Uint8Array | undefined, b: Uint8Array) => a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 async function setUp(device = new ScriptedNetDevice(), options: Parameters<typeof NetDriver.open>[1] = {}) {
   const harness = createPciHarness(device);
   const freeBefore = harness.allocator.freeBytes;
@@ -116,7 +118,7 @@ describe('NetDriver: receive (§5.1.6.3, §5.1.6.4)', () => {
     const jumbo = await setUp(new ScriptedNetDevice({ mtu: 9000 }), { mergeableRxBuffers: false });
     expect(jumbo.driver.receiveBufferSize).toBe(12 + 9000 + 18);
     expect(jumbo.device.deliver(frameOf(9014))).toBe(true);
-    expect(jumbo.received[0]).toEqual(frameOf(9014));
+    expect(same(jumbo.received[0], frameOf(9014))).toBe(true);
   });
 
   it('§5.1.6.4: a packet over num_buffers merged buffers is reassembled, and the buffers are reposted', async () => {
@@ -124,7 +126,9 @@ describe('NetDriver: receive (§5.1.6.3, §5.1.6.4)', () => {
     const big = frameOf(65536 - 12, 3);
     expect(device.deliver(big)).toBe(true); // 17 page buffers
     expect(device.deliver(frameOf(60, 4))).toBe(true);
-    expect(received).toEqual([big, frameOf(60, 4)]);
+    expect(received).toHaveLength(2);
+    expect(same(received[0], big)).toBe(true);
+    expect(same(received[1], frameOf(60, 4))).toBe(true);
     expect(device.availableReceiveBuffers()).toBe(256);
   });
 
@@ -136,7 +140,8 @@ describe('NetDriver: receive (§5.1.6.3, §5.1.6.4)', () => {
         for (const { device, received } of [merged, single]) {
           received.length = 0;
           expect(device.deliver(frameOf(length, seed))).toBe(true);
-          expect(received).toEqual([frameOf(length, seed)]);
+          expect(received).toHaveLength(1);
+          expect(same(received[0], frameOf(length, seed))).toBe(true);
         }
       }),
       { numRuns: 60 },
