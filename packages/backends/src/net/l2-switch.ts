@@ -224,7 +224,7 @@ export class L2Switch {
     }
     if (this.delivering) {
       // A receiver sent from inside receive(): finish the current frame first (order is kept).
-      this.nested.push({ from, frame: frame === segments[0] ? frame.slice() : frame, hdr });
+      this.nested.push({ from, frame: frame === segments[0] ? frame.slice() : frame, hdr: hdr === undefined ? undefined : { ...hdr } });
       return;
     }
     this.delivering = true;
