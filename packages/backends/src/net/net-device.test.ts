@@ -363,6 +363,26 @@ describe('virtio-net transmit (§5.1.6.2)', () => {
     expect(s.h.queues[1]!.used).toHaveLength(2);
   });
 
+  it('a back-end that calls writable() from inside a refused send() does not reorder frames', () => {
+    const s = setup();
+    const port = s.port();
+    const original = port.send.bind(port);
+    let refusals = 1;
+    port.send = (frame, h) => {
+      if (refusals > 0) {
+        refusals--;
+        port.receiver?.writable(); // re-entrant: the device must not pop the next chain now
+        return false;
+      }
+      return original(frame, h);
+    };
+    s.h.queues[1]!.offer(s.h.builder.chain(s.h.builder.place(concat(hdr(), frameTo(PEER, 60, 1))), []));
+    s.h.queues[1]!.offer(s.h.builder.chain(s.h.builder.place(concat(hdr(), frameTo(PEER, 60, 2))), []));
+    s.device.queueNotify(1);
+    expect(port.sent.map((f) => f.bytes[20])).toEqual([frameTo(PEER, 60, 1)[20], frameTo(PEER, 60, 2)[20]]);
+    expect(s.h.queues[1]!.used).toHaveLength(2);
+  });
+
   it('with the link down, transmitted frames are returned unsent', () => {
     const s = setup();
     s.device.setLinkUp(false);

@@ -44,6 +44,8 @@ export class TxQueue {
   private readonly hdrBytes = new Uint8Array(12);
   private readonly views: Uint8Array[] = [];
   private scratch: Uint8Array | undefined;
+  private processing = false;
+  private again = false;
 
   constructor(
     private readonly runner: QueueRunner,
@@ -67,7 +69,9 @@ export class TxQueue {
 
   /** The back-end can take frames again. */
   writable(): void {
-    if (this.pending !== null) this.process();
+    // From inside send() (a refused frame not yet marked pending): run again after this pass.
+    if (this.processing) this.again = true;
+    else if (this.pending !== null) this.process();
   }
 
   /** Device reset: nothing more is sent or returned. */
@@ -80,6 +84,25 @@ export class TxQueue {
   /** Drains the ring (also the resume target of the runner's yield, H17). */
   process(): void {
     if (this.stopped) return;
+    // A back-end may call writable() from inside send(): finish this pass, then run again.
+    if (this.processing) {
+      this.again = true;
+      return;
+    }
+    this.processing = true;
+    try {
+      // Bounded: a back-end that keeps refusing and waking us at once cannot spin the thread.
+      for (let round = 0; round < 64; round++) {
+        this.again = false;
+        this.pass();
+        if (!this.again || this.stopped) break;
+      }
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private pass(): void {
     let completed = 0;
     const pending = this.pending;
     if (pending !== null) {
