@@ -364,6 +364,22 @@ describe('NetDriver: control queue (§5.1.6.5)', () => {
     expect([...driver.mac]).toEqual([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
   });
 
+  it('a control completion without the ack byte is PROTOCOL; one beyond the ack byte breaks the controlq (PROTOCOL fault, needsReset), never throws', async () => {
+    const { device, driver, harness, freeBefore } = await setUp();
+    device.controlUsedLength = 0;
+    await expect(driver.setPromiscuous(true)).rejects.toMatchObject({ code: 'PROTOCOL' });
+    expect(driver.needsReset).toBe(false);
+    device.controlUsedLength = 2;
+    const faults: DriverError[] = [];
+    driver.onFault((error) => faults.push(error));
+    await expect(driver.setAllMulticast(true)).rejects.toMatchObject({ code: 'PROTOCOL' });
+    expect(faults.map((f) => f.context.queue)).toEqual([2]);
+    expect(driver.needsReset).toBe(true);
+    await expect(driver.setPromiscuous(false)).rejects.toMatchObject({ code: 'PROTOCOL' });
+    driver.reset();
+    expect(harness.allocator.freeBytes).toBe(freeBefore);
+  });
+
   it('§5.1.6.5.5.1: "The driver MUST NOT set virtqueue_pairs to 0 or greater than max_virtqueue_pairs"', async () => {
     const { device, driver } = await setUp(new ScriptedNetDevice({ maxPairs: 2 }));
     await expect(driver.setQueuePairs(0)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

@@ -217,7 +217,7 @@ export class NetDriver implements FrameLink {
       );
       this.transmitQueues.push(new TransmitQueue(transport, 2 * i + 1, options.transmitLayout ?? 'contiguous', this.stats, () => this.onTransmitRoom(), (error) => this.onBroken(error, 2 * i + 1), size));
     }
-    if (hasControl) this.control = new ControlQueue(transport, controlIndex, size);
+    if (hasControl) this.control = new ControlQueue(transport, controlIndex, (error) => this.onBroken(error, controlIndex), size);
     transport.onConfigChange(() => this.onConfigChange());
   }
 

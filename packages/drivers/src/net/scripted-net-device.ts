@@ -72,6 +72,8 @@ export class ScriptedNetDevice implements VirtioDevice {
   readonly commands: SeenCommand[] = [];
   /** The ack the controlq answers with (0 = VIRTIO_NET_OK). */
   ackStatus = 0;
+  /** Used length reported for control commands (1 is right: the ack byte). */
+  controlUsedLength = 1;
   /** Keep transmit chains instead of completing them (see `completeTransmits`). */
   holdTransmits = false;
   /** Used length reported for transmit chains (0 is right). */
@@ -144,7 +146,7 @@ export class ScriptedNetDevice implements VirtioDevice {
         const bytes = this.readChain(chain);
         this.commands.push({ commandClass: bytes[0]!, command: bytes[1]!, data: bytes.slice(2) });
         context.memory.write(chain.writable[0]!.address, Uint8Array.of(this.ackStatus));
-        queue.pushUsed(chain.head, 1);
+        this.pushUsed(index, chain, this.controlUsedLength);
       }
       if (queue.needsNotification()) context.interrupt.signalQueue(index);
       return;

@@ -49,12 +49,6 @@ export class TransmitQueue {
     this.queue = transport.setupQueue<Token>(index, { ...(size !== undefined ? { size } : {}), onInterrupt: () => this.onInterrupt() });
   }
 
-  /** Whether a `send` of `parts` would find descriptors now (ignores indirect tables, so conservative). */
-  hasRoom(parts: number): boolean {
-    const needed = this.layout === 'scatter' ? parts + 1 : 1;
-    return this.queue.freeCount >= Math.min(needed, this.queue.features.indirect ? 1 : needed);
-  }
-
   /** Transmits one packet; false when the ring is full (nothing was queued). */
   send(parts: readonly Uint8Array[], hdr: VirtioNetHdr): boolean {
     if (this.closed) return false;
