@@ -144,6 +144,22 @@ export class Qcow2Driver implements BlockDriver {
       runPos = pos;
       runLength = length;
     };
+    // Coalesce consecutive pieces that fall through to the backing file into one backing read.
+    let backPos = 0;
+    let backLength = 0;
+    const flushBack = (): void => {
+      if (backLength > 0) ops.push(this.#readBacking(offset + backPos, buffer.subarray(backPos, backPos + backLength)));
+      backLength = 0;
+    };
+    const back = (pos: number, length: number): void => {
+      if (backLength > 0 && backPos + backLength === pos) {
+        backLength += length;
+        return;
+      }
+      flushBack();
+      backPos = pos;
+      backLength = length;
+    };
     let pos = 0;
     while (pos < buffer.length) {
       const guest = offset + pos;
@@ -153,34 +169,34 @@ export class Qcow2Driver implements BlockDriver {
       const entry = await this.#entryAt(clusterIndex);
       if (entry === undefined || entry.kind === 'unallocated') {
         if (image.extendedL2 && entry !== undefined && entry.zeroBitmap !== 0) {
-          this.#readSubclusters(entry, guest, inCluster, buffer.subarray(pos, pos + n), ops, pos, host);
+          this.#readSubclusters(entry, inCluster, buffer.subarray(pos, pos + n), pos, host, back);
         } else {
-          ops.push(this.#readBacking(guest, buffer.subarray(pos, pos + n)));
+          back(pos, n);
         }
       } else if (entry.kind === 'zero-plain' || entry.kind === 'zero-alloc') {
         buffer.fill(0, pos, pos + n);
       } else if (entry.kind === 'compressed') {
         ops.push(this.#readCompressed(entry, inCluster, buffer.subarray(pos, pos + n)));
       } else if (image.extendedL2 && entry.allocBitmap !== ALL_SUBCLUSTERS) {
-        this.#readSubclusters(entry, guest, inCluster, buffer.subarray(pos, pos + n), ops, pos, host);
+        this.#readSubclusters(entry, inCluster, buffer.subarray(pos, pos + n), pos, host, back);
       } else {
         host(entry.offset + inCluster, pos, n);
       }
       pos += n;
     }
     flushRun();
+    flushBack();
     await Promise.all(ops);
   }
 
   /** Extended L2: each run of subclusters with one status reads from the host, zero or backing. */
   #readSubclusters(
     entry: L2Entry,
-    guest: number,
     inCluster: number,
     out: Uint8Array,
-    ops: Promise<void>[],
     basePos: number,
     host: (hostOffset: number, pos: number, length: number) => void,
+    back: (pos: number, length: number) => void,
   ): void {
     const scs = this.image.subclusterSize;
     let done = 0;
@@ -200,7 +216,7 @@ export class Qcow2Driver implements BlockDriver {
       const piece = out.subarray(done, end);
       if (status === 1) host(entry.offset + inCluster + done, basePos + done, end - done);
       else if (status === 2) piece.fill(0);
-      else ops.push(this.#readBacking(guest + done, piece));
+      else back(basePos + done, end - done);
       done = end;
     }
   }

@@ -8,8 +8,8 @@ import { buildCreateRequest } from './create.js';
 import { CHUNK_SIZE, isZero, runPool, statusOf } from './copy.js';
 import type { CommandContext } from './context.js';
 
-/** Chunks in flight (reads of the next overlap writes of the previous). */
-const PARALLEL_CHUNKS = 4;
+/** Chunks in flight (qemu-img convert runs 8 coroutines by default, -m 8). */
+const PARALLEL_CHUNKS = 8;
 
 /**
  * `vimg convert`: copies the guest-visible contents of one or more images (concatenated) into a
@@ -104,21 +104,32 @@ export async function copyImages(sources: readonly ImageChain[], target: ImageCh
   const chunk = options.compress ? Math.max(cluster, CHUNK_SIZE - (CHUNK_SIZE % cluster)) : CHUNK_SIZE;
   const granule = Math.max(out.requestAlignment, options.compress ? cluster : options.sparseSize > 0 ? options.sparseSize : chunk);
   let done = 0;
+  // One reusable buffer per chunk in flight: no allocation (and zero-filling) per request.
+  const buffers: Uint8Array[] = [];
   await runPool(pieces(sources, chunk), PARALLEL_CHUNKS, async (piece) => {
-    let offset = 0;
-    while (offset < piece.length) {
-      // Compressed output needs whole target clusters: read the chunk as one piece.
-      const status = options.compress ? { length: piece.length, zero: false, data: true } : await statusOf(piece.source, piece.sourceOffset + offset, piece.length - offset);
-      const length = status.length;
-      const at = piece.targetOffset + offset;
-      if (status.zero && !status.data) {
-        await writeZeroRange(out, at, length, options);
-      } else {
-        const data = new Uint8Array(length);
-        await piece.source.read(piece.sourceOffset + offset, data);
-        await writeData(out, at, data, granule, options);
+    const buffer = buffers.pop() ?? new Uint8Array(chunk);
+    try {
+      // The chunk's runs by allocation status first (compressed output needs whole target
+      // clusters: the chunk is one data run); then every data run is read at once, and written.
+      const runs: { offset: number; length: number; zero: boolean }[] = [];
+      for (let offset = 0; offset < piece.length; ) {
+        const status = options.compress ? { length: piece.length, zero: false, data: true } : await statusOf(piece.source, piece.sourceOffset + offset, piece.length - offset);
+        const zero = status.zero && !status.data;
+        const last = runs[runs.length - 1];
+        if (last !== undefined && last.zero === zero) last.length += status.length;
+        else runs.push({ offset, length: status.length, zero });
+        offset += status.length;
       }
-      offset += length;
+      await settleAll(runs.filter((run) => !run.zero).map((run) => piece.source.read(piece.sourceOffset + run.offset, buffer.subarray(run.offset, run.offset + run.length))));
+      await settleAll(
+        runs.map((run) =>
+          run.zero
+            ? writeZeroRange(out, piece.targetOffset + run.offset, run.length, options)
+            : writeData(out, piece.targetOffset + run.offset, buffer.subarray(run.offset, run.offset + run.length), granule, options),
+        ),
+      );
+    } finally {
+      buffers.push(buffer);
     }
     done += piece.length;
     options.onProgress(done);
@@ -142,30 +153,41 @@ async function writeData(out: BlockDriver, offset: number, data: Uint8Array, gra
   const current = options.hasBacking || !options.fresh ? new Uint8Array(data.length) : undefined;
   if (current !== undefined && options.hasBacking) await out.read(offset, current);
   let runStart = -1;
-  const flushRun = async (end: number): Promise<void> => {
+  // The runs' writes are issued together (distinct ranges) and awaited at the end.
+  const writes: Promise<void>[] = [];
+  const flushRun = (end: number): void => {
     if (runStart < 0) return;
     const slice = data.subarray(runStart, end);
     if (options.compress) {
-      for (let at = 0; at < slice.length; at += granule) await options.host.writeCompressed!(out, offset + runStart + at, slice.subarray(at, at + granule));
+      for (let at = 0; at < slice.length; at += granule) writes.push(options.host.writeCompressed!(out, offset + runStart + at, slice.subarray(at, at + granule)));
     } else {
-      await out.write(offset + runStart, slice);
+      writes.push(out.write(offset + runStart, slice));
     }
     runStart = -1;
   };
+  const sparse = options.fresh && !options.hasBacking && (options.sparseSize > 0 || options.compress);
   for (let at = 0; at < data.length; at += granule) {
     const end = Math.min(data.length, at + granule);
-    const piece = data.subarray(at, end);
     let skip: boolean;
-    if (options.hasBacking) skip = equal(piece, current!.subarray(at, end));
-    else if (options.fresh) skip = isZero(piece) && (options.sparseSize > 0 || options.compress);
+    if (options.hasBacking) skip = equal(data.subarray(at, end), current!.subarray(at, end));
+    // -S: a granule of zeroes is not written to a fresh target (most data granules are told
+    // apart by their first or last byte, without a view or a scan).
+    else if (sparse) skip = data[at] === 0 && data[end - 1] === 0 && isZero(data.subarray(at, end));
     else skip = false;
     if (skip) {
-      await flushRun(at);
+      flushRun(at);
     } else if (runStart < 0) {
       runStart = at;
     }
   }
-  await flushRun(data.length);
+  flushRun(data.length);
+  await settleAll(writes);
+}
+
+/** Waits for every request (none may still use a buffer afterwards), then throws the first failure. */
+async function settleAll(requests: readonly Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(requests);
+  for (const result of results) if (result.status === 'rejected') throw result.reason;
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {

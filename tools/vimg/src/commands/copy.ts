@@ -16,14 +16,17 @@ export async function statusOf(driver: BlockDriver, offset: number, length: numb
   return { ...status, length: Math.max(1, Math.min(length, status.length)) };
 }
 
-/** True when every byte is zero. */
+/** A zero block that {@link isZero} compares against. */
+const ZEROES = new Uint8Array(64 * 1024);
+
+/** True when every byte is zero (a native memcmp against a zero block, 64 KiB at a time). */
 export function isZero(buffer: Uint8Array): boolean {
-  const words = buffer.byteOffset % 8 === 0 ? Math.floor(buffer.length / 8) : 0;
-  if (words > 0) {
-    const view = new BigUint64Array(buffer.buffer, buffer.byteOffset, words);
-    for (let i = 0; i < words; i += 1) if (view[i] !== 0n) return false;
+  if (buffer.length === 0) return true;
+  if (buffer[0] !== 0 || buffer[buffer.length - 1] !== 0) return false;
+  for (let at = 0; at < buffer.length; at += ZEROES.length) {
+    const n = Math.min(ZEROES.length, buffer.length - at);
+    if (Buffer.compare(buffer.subarray(at, at + n), n === ZEROES.length ? ZEROES : ZEROES.subarray(0, n)) !== 0) return false;
   }
-  for (let i = words * 8; i < buffer.length; i += 1) if (buffer[i] !== 0) return false;
   return true;
 }
 
