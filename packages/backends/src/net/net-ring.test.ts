@@ -27,6 +27,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { equalBytes } from '../testing/bytes.js';
 import { NetDevice, type NetDeviceOptions } from './net-device.js';
+import { L2Switch } from './l2-switch.js';
+import type { NetBackend } from './net-backend.js';
 import { RecordingNetBackend } from './recording-net-backend.js';
 import { OWN, PEER, concat, frameTo, hdr } from './net-test-frames.test-util.js';
 
@@ -42,9 +44,10 @@ const DATA_BASE = 0x100_0000;
 const FILL = 0xcc;
 
 /** A NetDevice activated over real rings in one guest memory; the test is the driver. */
-function rig(layout: Layout, options: { size?: number; eventIdx?: boolean; indirect?: boolean; backend?: RecordingNetBackend; device?: Partial<NetDeviceOptions>; features?: (f: Features) => Features } = {}) {
+function rig(layout: Layout, options: { size?: number; eventIdx?: boolean; indirect?: boolean; backend?: NetBackend; device?: Partial<NetDeviceOptions>; features?: (f: Features) => Features } = {}) {
   const size = options.size ?? 64;
   const backend = options.backend ?? new RecordingNetBackend();
+  const recording = backend instanceof RecordingNetBackend ? backend : new RecordingNetBackend();
   const device = new NetDevice({ backend, queueSize: size, packed: layout === 'packed', ...options.device });
   const memory = GuestMemory.create([{ guestAddress: 0, size: 48 << 20 }]);
   let features = device.deviceFeatures;
@@ -132,7 +135,7 @@ function rig(layout: Layout, options: { size?: number; eventIdx?: boolean; indir
     }
     return out;
   };
-  return { device, backend, memory, drivers, interrupts, needsReset, postRx, transmit, used, read, kick, port: backend.ports[0]! };
+  return { device, backend: recording, memory, drivers, interrupts, needsReset, postRx, transmit, used, read, kick, port: recording.ports[0]! };
 }
 
 /** Reassembles received frames from used rx buffers: header, num_buffers, then the data. */
@@ -276,3 +279,29 @@ for (const layout of ['split', 'packed'] as const) {
     });
   });
 }
+
+describe('two NetDevices on the L2Switch', () => {
+  it('a broadcast from A reaches B; B answers A by unicast; a third port sees only the broadcast', () => {
+    const lan = new L2Switch({ name: 'lan0' });
+    const macA = '52:54:00:00:00:0a';
+    const macB = '52:54:00:00:00:0b';
+    const a = rig('split', { backend: lan.connect('a'), device: { mac: macA } });
+    const b = rig('packed', { backend: lan.connect('b'), device: { mac: macB } });
+    const c = rig('split', { backend: lan.connect('c'), device: { mac: '52:54:00:00:00:0c' } });
+    for (const r of [a, b, c]) for (let i = 0; i < 4; i++) r.postRx([1536]);
+    const broadcast = frameTo('ff:ff:ff:ff:ff:ff', 60, 1);
+    broadcast.set([0x52, 0x54, 0, 0, 0, 0x0a], 6);
+    a.transmit(concat(hdr(), broadcast));
+    const [atB] = reassemble(b, b.used(0));
+    expect(equalBytes(atB!, broadcast)).toBe(true);
+    expect(reassemble(c, c.used(0))).toHaveLength(1);
+    const reply = frameTo(macA, 100, 2);
+    reply.set([0x52, 0x54, 0, 0, 0, 0x0b], 6);
+    b.transmit(concat(hdr(), reply));
+    const [atA] = reassemble(a, a.used(0));
+    expect(equalBytes(atA!, reply)).toBe(true);
+    expect(c.used(0)).toHaveLength(0); // learned: not flooded
+    expect(a.used(0)).toHaveLength(0); // never back to the sender
+    lan.close();
+  });
+});
