@@ -43,6 +43,7 @@ export async function runVmGroup(group: VmGroupConfig, options: GroupRunOptions 
     let releaseAll!: () => void;
     const release = new Promise<void>((resolve) => (releaseAll = resolve));
     let running = group.vms.length;
+    let first: { vm: number; error: unknown } | undefined;
     const done = (): void => {
       if (--running === 0) releaseAll();
     };
@@ -52,14 +53,15 @@ export async function runVmGroup(group: VmGroupConfig, options: GroupRunOptions 
         group: { net, vm, release, onWorkloadsDone: done },
       };
       return runVm(config, runOptions).catch((error: unknown) => {
+        // The first failure in time is the cause; later ones are often its consequences (a peer gone).
+        first ??= { vm, error };
         releaseAll();
         throw error;
       });
     });
     const settled = await Promise.allSettled(runs);
-    const failed = settled.findIndex((s) => s.status === 'rejected');
-    if (failed >= 0) {
-      const error = (settled[failed] as PromiseRejectedResult).reason as unknown;
+    if (first !== undefined) {
+      const { vm: failed, error } = first;
       if (VmmError.isInstance(error)) throw new VmmError(error.code, `vm ${failed}: ${error.message.replace(/ \[[A-Z_]+\]( \(.*\))?$/, '')}`, error.context, { cause: error });
       throw error;
     }
