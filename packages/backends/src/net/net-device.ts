@@ -85,6 +85,12 @@ export interface NetDeviceOptions extends RingFeatureOptions {
   readonly offloads?: Partial<NetOffloads>;
   /** Offer VIRTIO_NET_F_GUEST_ANNOUNCE. Default true. */
   readonly guestAnnounce?: boolean;
+  /**
+   * Filter received frames by destination MAC (§5.1.6.5.1, §5.1.6.5.2). Default: true with the
+   * control queue; false without it, where the front-end (QEMU) owns `mac` and the filter and
+   * this device cannot know the guest's address.
+   */
+  readonly rxFilter?: boolean;
 }
 
 /** The GUEST_* offload feature bits, in the order of {@link NetOffloads}' fields. */
@@ -203,7 +209,7 @@ export class NetDevice implements VirtioDevice {
     this.hasControlQueue = control;
     this.defaultMac = mac;
     this.macBytes = Uint8Array.from(mac);
-    this.filter = new RxFilter(mac);
+    this.filter = new RxFilter(mac, options.rxFilter ?? control);
     this.link = options.linkUp ?? true;
 
     let features = ringFeatures(options) | featureBits(VIRTIO_NET_F_MAC, VIRTIO_NET_F_MTU);

@@ -43,7 +43,14 @@ export class RxFilter {
   private unicastOverflow = false;
   private multicastOverflow = false;
 
-  constructor(mac: Uint8Array) {
+  /**
+   * @param enabled false: every frame is accepted whatever the modes (a data-plane-only device,
+   *   whose MAC and filter live in the front-end).
+   */
+  constructor(
+    mac: Uint8Array,
+    readonly enabled = true,
+  ) {
     this.mac.set(mac);
   }
 
@@ -67,6 +74,7 @@ export class RxFilter {
 
   /** True when the frame (destination MAC at offset 0) is to be delivered. */
   accepts(frame: Uint8Array): boolean {
+    if (!this.enabled) return true;
     const m = this.modes;
     // §5.1.6.5.1: promiscuous "SHOULD take effect even if one of the other modes ... is on".
     if (m.promisc) return true;
