@@ -63,6 +63,24 @@ describe('NetDriver: initialisation (§5.1.5)', () => {
     expect(driver.queuePairs).toBe(4);
   });
 
+  it('§2.5.1: a configuration that changes in the middle of the read is read again (config_generation) and the driver sees the new values', async () => {
+    const device = new ScriptedNetDevice({ mtu: 9000 });
+    let stage = 0;
+    device.configReadHook = (offset) => {
+      // The MTU check before FEATURES_OK reads offset 10; then the driver reads the struct from 0:
+      // right after its first access the whole configuration changes.
+      if (stage === 0 && offset === 10) stage = 1;
+      else if (stage === 1 && offset === 0) {
+        stage = 2;
+        device.rewriteConfig([2, 9, 9, 9, 9, 9], 4000);
+      }
+    };
+    const driver = await NetDriver.open(createPciHarness(device).transport);
+    expect(stage).toBe(2);
+    expect([...driver.mac]).toEqual([2, 9, 9, 9, 9, 9]);
+    expect(driver.mtu).toBe(4000);
+  });
+
   it('§5.1.3.1: CTRL_RX, CTRL_MAC_ADDR and MQ are not accepted without CTRL_VQ', async () => {
     const features = featureBits(VIRTIO_F_VERSION_1, VIRTIO_NET_F_MAC, VIRTIO_NET_F_CTRL_RX, VIRTIO_NET_F_CTRL_MAC_ADDR, VIRTIO_NET_F_MQ);
     const { driver } = await setUp(new ScriptedNetDevice({ features, maxPairs: 2 }));
@@ -234,6 +252,16 @@ describe('NetDriver: receive (§5.1.6.3, §5.1.6.4)', () => {
     expect(received).toHaveLength(1);
     const datagram = decodeUdp(decodeIpv4(received[0]!.subarray(14)).payload, source, destination);
     expect([...datagram.data]).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it('H13: a flood of malformed completions leaves guest memory flat, and a valid frame still arrives', async () => {
+    const { harness, device, driver, received } = await setUp(new ScriptedNetDevice({ queueSize: 64 }));
+    const free = harness.allocator.freeBytes;
+    for (let i = 0; i < 2000; i++) device.deliverRaw(0, [{ bytes: packet(header({ numBuffers: i % 2 === 0 ? 0 : 1, gsoType: i % 2 }), frameOf(60)) }]);
+    expect(harness.allocator.freeBytes).toBe(free);
+    expect(driver.stats.rxFaults.numBuffersZero + driver.stats.rxFaults.unexpectedGso).toBe(2000);
+    expect(device.deliver(frameOf(80))).toBe(true);
+    expect(received).toHaveLength(1);
   });
 
   it('hostile completions in any order never throw and never stop reception (property)', async () => {

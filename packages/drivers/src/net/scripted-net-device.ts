@@ -115,8 +115,19 @@ export class ScriptedNetDevice implements VirtioDevice {
     return this.context?.features ?? 0n;
   }
 
+  /** Called after each configuration read (to change the config in the middle of the driver's read). */
+  configReadHook: ((offset: number) => void) | undefined;
+
+  /** Changes mac and mtu at once and bumps the generation, without a notification. */
+  rewriteConfig(mac: readonly number[], mtu: number): void {
+    mac.forEach((b, i) => this.config.setUint8(i, b));
+    this.config.setUint16(10, mtu, true);
+    this.configGeneration++;
+  }
+
   readConfig(offset: number, data: Uint8Array): void {
     data.set(new Uint8Array(this.config.buffer, offset, data.length));
+    this.configReadHook?.(offset);
   }
 
   writeConfig(): void {}
