@@ -339,7 +339,9 @@ export class NetDevice implements VirtioDevice {
     const hdrSize = hasFeature(f, VIRTIO_F_VERSION_1) || hasFeature(f, VIRTIO_NET_F_MRG_RXBUF) ? 12 : 10;
     // §5.1.2: N = max_virtqueue_pairs with MQ, else 1; the control queue is queue 2N.
     const pairs = hasFeature(f, VIRTIO_NET_F_MQ) ? this.queuePairs : 1;
-    const negotiatedMtu = hasFeature(f, VIRTIO_NET_F_MTU) ? this.mtu : Math.min(this.backend.mtu, 65535);
+    // Frame limits follow the negotiated MTU; without our config space (vhost-user-net) QEMU's
+    // host_mtu is what the guest saw, so only the back-end's MTU bounds frames.
+    const negotiatedMtu = hasFeature(f, VIRTIO_NET_F_MTU) && this.hasControlQueue ? this.mtu : Math.min(this.backend.mtu, 65535);
     const txOffloads: TxOffloads = {
       csum: hasFeature(f, VIRTIO_NET_F_CSUM),
       tso4: hasFeature(f, VIRTIO_NET_F_HOST_TSO4),
