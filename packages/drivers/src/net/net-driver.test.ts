@@ -117,6 +117,12 @@ describe('NetDriver: initialisation (§5.1.5)', () => {
     expect(driver.linkUp).toBe(true);
   });
 
+  it('§3.1.1: a device whose max_virtqueue_pairs needs more queues than it has is refused (PROTOCOL) and marked FAILED', async () => {
+    const harness = createPciHarness(new ScriptedNetDevice({ maxPairs: 4, queuePairs: 1 }));
+    await expect(NetDriver.open(harness.transport)).rejects.toMatchObject({ code: 'PROTOCOL' });
+    expect(harness.transport.getStatus() & 0x80).toBe(0x80);
+  });
+
   it('refuses a device that is not a network device', async () => {
     const harness = createPciHarness(new (await import('@virtio-ts/pci/testing')).EchoDevice());
     await expect(NetDriver.open(harness.transport)).rejects.toMatchObject({ code: 'UNSUPPORTED' });

@@ -2,6 +2,7 @@ import {
   VIRTIO_CONFIG_S_NEEDS_RESET,
   VIRTIO_CONFIG_S_ACKNOWLEDGE,
   VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_FAILED,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VIRTIO_RING_F_EVENT_IDX,
@@ -229,8 +230,14 @@ export class NetDriver implements FrameLink {
   static async open(transport: VirtioTransport, options: NetDriverOptions = {}): Promise<NetDriver> {
     if (transport.deviceType !== VIRTIO_ID_NET) throw new DriverError('UNSUPPORTED', `device type ${transport.deviceType} is not a network device`, { device: 'net' });
     const features = negotiateNetFeatures(transport, options);
-    const config = readNetConfig(transport, features, options);
-    const driver = new NetDriver(transport, features, config, options);
+    let driver: NetDriver;
+    try {
+      driver = new NetDriver(transport, features, readNetConfig(transport, features, options), options);
+    } catch (error) {
+      // §3.1.1: "If any of these steps go irrecoverably wrong, the driver SHOULD set the FAILED status bit".
+      transport.setStatus(transport.getStatus() | VIRTIO_CONFIG_S_FAILED);
+      throw error;
+    }
     setDriverOk(transport);
     for (const queue of driver.receiveQueues) queue.fill();
     const pairs = driver.receiveQueues.length;
