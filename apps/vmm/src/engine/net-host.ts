@@ -16,6 +16,12 @@ export class NetHost {
   readonly switches = new Map<string, L2Switch>();
   private readonly backends = new Map<string, NetBackend>();
   private readonly switchMtu = new Map<string, number>();
+  /**
+   * Keeps the event loop alive while back-ends are open: a TAP's readiness thread is unref'd and
+   * waited on with Atomics.waitAsync, which holds nothing, so a guest waiting for a reply from the
+   * TAP (and the TAP's own close) would otherwise let the process exit with the run unfinished.
+   */
+  private keepAlive: ReturnType<typeof setInterval> | undefined;
 
   /** `configs`: every VM of the run, so that each switch is made with the largest MTU of its devices. */
   constructor(configs: readonly VmConfig[]) {
@@ -34,6 +40,7 @@ export class NetHost {
    */
   async open(config: VmConfig, vm: number): Promise<void> {
     for (const { device, config: net } of netDevices(config)) {
+      this.keepAlive ??= setInterval(() => undefined, 2 ** 30);
       const spec = parseNetBackend(net.backend);
       if (typeof spec === 'string') throw new VmmError('INVALID_CONFIG', `invalid config: ${spec} → at devices.${device}.backend`, { field: `devices.${device}.backend` });
       try {
@@ -76,7 +83,12 @@ export class NetHost {
   async close(): Promise<void> {
     const backends = [...this.backends.values()];
     this.backends.clear();
-    await Promise.allSettled(backends.map((b) => b.close()));
-    for (const lan of this.switches.values()) lan.close();
+    try {
+      await Promise.allSettled(backends.map((b) => b.close()));
+      for (const lan of this.switches.values()) lan.close();
+    } finally {
+      clearInterval(this.keepAlive);
+      this.keepAlive = undefined;
+    }
   }
 }
