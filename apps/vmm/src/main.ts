@@ -57,7 +57,7 @@ function program(): Command {
     .description('Serve devices to a VMM over vhost-user, like qemu-storage-daemon (one socket per device)')
     .option('--blk <options>', 'id=ID,path=IMG,format=raw|qcow2,socket=SOCK[,readonly=on][,queues=N][,serial=S][,queue-size=N] (repeatable)', collect)
     .option('--scsi <options>', 'id=ID,path=IMG,format=raw|qcow2,socket=SOCK[,readonly=on][,queues=N][,serial=S] — a virtio-scsi adapter, the image as target 0 LUN 0 (repeatable)', collect)
-    .option('--net <options>', 'id=ID,tap=NAME,socket=SOCK[,queues=N] (repeatable)', collect)
+    .option('--net <options>', 'id=ID,tap=NAME,socket=SOCK[,queues=N][,mac=M][,mtu=N] — virtio-net data plane for -netdev vhost-user, bridged to a TAP (repeatable)', collect)
     .option('--rng <options>', 'id=ID,socket=SOCK[,rate=BYTES_PER_SECOND] (repeatable)', collect)
     .action(async (options: ServeCommandOptions) => {
       await serveCommand(options, (text) => process.stderr.write(`${text}\n`));

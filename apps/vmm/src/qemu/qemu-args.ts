@@ -38,6 +38,11 @@ export function qemuArgs(machine: QemuMachine): string[] {
     if (device.kind === 'blk') {
       // The front-end's packed= decides the ring layout; the back-end offers both.
       args.push('-device', `vhost-user-blk-pci,chardev=${device.id},num-queues=${device.queues}`);
+    } else if (device.kind === 'net') {
+      // QEMU keeps the control queue. vectors=0 (INTx): QEMU 7.2 under TCG segfaults when a
+      // vhost-user-net device unmasks MSI-X vectors (it reaches for KVM irqfds that TCG lacks).
+      args.push('-netdev', `vhost-user,id=${device.id},chardev=${device.id},queues=${device.queues}`);
+      args.push('-device', `virtio-net-pci,netdev=${device.id},mac=${device.mac}${device.queues > 1 ? ',mq=on' : ''},vectors=0`);
     } else if (device.kind === 'scsi') {
       args.push('-device', `vhost-user-scsi-pci,chardev=${device.id},num_queues=${device.queues},virtqueue_size=${device.queueSize}`);
     } else {

@@ -80,6 +80,7 @@ describe('qemuArgs', () => {
     { kind: 'blk', id: 'blk0', path: '/i', format: 'raw', socket: '/s/blk0.sock', readOnly: false, queues: 2, queueSize: 256, serial: 'blk0', packed: true },
     { kind: 'rng', id: 'rng0', socket: '/s/rng0.sock', rate: 0 },
     { kind: 'scsi', id: 'scsi0', path: '/j', format: 'qcow2', socket: '/s/scsi0.sock', readOnly: false, queues: 2, queueSize: 128, serial: 'scsi0', packed: true },
+    { kind: 'net', id: 'net0', tap: 'vt0', socket: '/s/net0.sock', queues: 2, queueSize: 256, mac: '52:54:00:00:00:07', mtu: 1500, packed: true },
   ];
   const args = qemuArgs({ kernel: '/k', initrd: '/i.cpio', append: 'quiet', memory: 300 * 2 ** 20 + 1, vcpus: 2, devices, scriptFile: '/s/script.sh' });
   const after = (flag: string): string[] => args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : []));
@@ -90,9 +91,15 @@ describe('qemuArgs', () => {
     expect(after('-numa')).toEqual(['node,memdev=mem']);
   });
 
-  it('attaches every device through its socket, blk and scsi with their queue counts', () => {
-    expect(after('-chardev')).toEqual(['socket,id=blk0,path=/s/blk0.sock', 'socket,id=rng0,path=/s/rng0.sock', 'socket,id=scsi0,path=/s/scsi0.sock']);
-    expect(after('-device')).toEqual(['vhost-user-blk-pci,chardev=blk0,num-queues=2', 'vhost-user-rng-pci,chardev=rng0', 'vhost-user-scsi-pci,chardev=scsi0,num_queues=2,virtqueue_size=128']);
+  it('attaches every device through its socket, blk, scsi and net with their queue counts', () => {
+    expect(after('-chardev')).toEqual(['socket,id=blk0,path=/s/blk0.sock', 'socket,id=rng0,path=/s/rng0.sock', 'socket,id=scsi0,path=/s/scsi0.sock', 'socket,id=net0,path=/s/net0.sock']);
+    expect(after('-device')).toEqual([
+      'vhost-user-blk-pci,chardev=blk0,num-queues=2',
+      'vhost-user-rng-pci,chardev=rng0',
+      'vhost-user-scsi-pci,chardev=scsi0,num_queues=2,virtqueue_size=128',
+      'virtio-net-pci,netdev=net0,mac=52:54:00:00:00:07,mq=on,vectors=0',
+    ]);
+    expect(after('-netdev')).toEqual(['vhost-user,id=net0,chardev=net0,queues=2']);
   });
 
   it('runs TCG with the serial console on stdio, the kernel, initrd, command line and script', () => {

@@ -3,7 +3,8 @@
 // reach this thread through an epoll waiter, never through the main thread's event loop.
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { BlkDevice, RngDevice, ScsiDevice } from '@virtio-ts/backends';
+import { BlkDevice, NetDevice, RngDevice, ScsiDevice } from '@virtio-ts/backends';
+import { TapNetBackend } from '@virtio-ts/backends/node';
 import type { BlockDriver } from '@virtio-ts/block';
 import { openImage } from '@virtio-ts/block/node';
 import type { VirtioDevice } from '@virtio-ts/device';
@@ -34,7 +35,29 @@ port.on('message', (message: { type: string }) => {
   wakeAcceptLoop?.();
 });
 
-async function buildDevice(): Promise<{ device: VirtioDevice; driver?: BlockDriver; describe: string }> {
+interface BuiltDevice {
+  readonly device: VirtioDevice;
+  readonly driver?: BlockDriver;
+  /** Releases what the device holds besides an image (a TAP's fds). */
+  readonly close?: () => Promise<void>;
+  /** Per-queue traffic for the log line at the end of each connection. */
+  readonly traffic?: () => string;
+  readonly describe: string;
+}
+
+async function buildDevice(): Promise<BuiltDevice> {
+  if (spec.kind === 'net') {
+    const backend = TapNetBackend.open({ name: spec.tap, queuePairs: spec.queues, mtu: spec.mtu, onError: (error) => log(`${error.message}`) });
+    try {
+      // Data plane only: QEMU's virtio-net keeps the control queue and the config space.
+      const device = new NetDevice({ backend, queuePairs: spec.queues, controlQueue: false, queueSize: spec.queueSize, mac: spec.mac, mtu: spec.mtu, packed: spec.packed });
+      const traffic = (): string => device.metrics.queues.map((q, i) => `${device.metrics.queueNames[i]} ${q.frames} frames/${q.bytes} bytes`).join(', ');
+      return { device, close: () => backend.close(), traffic, describe: `net ${backend.description} (${spec.queues} queue pair(s), mac ${spec.mac}, mtu ${spec.mtu})` };
+    } catch (error) {
+      await backend.close().catch(() => undefined);
+      throw error;
+    }
+  }
   if (spec.kind === 'blk') {
     const driver = await openImage(spec.path, { format: spec.format, readOnly: spec.readOnly });
     const device = new BlkDevice({ driver, readOnly: spec.readOnly, serial: spec.serial, numQueues: spec.queues, queueSize: spec.queueSize, packed: spec.packed });
@@ -73,6 +96,7 @@ async function main(): Promise<void> {
     listener = listen(spec.socket);
   } catch (error) {
     await built?.driver?.close().catch(() => undefined);
+    await built?.close?.().catch(() => undefined);
     port.postMessage({ type: 'failed', message: error instanceof Error ? error.message : String(error) } satisfies DeviceWorkerMessage);
     port.postMessage({ type: 'stopped' } satisfies DeviceWorkerMessage);
     port.close();
@@ -85,6 +109,7 @@ async function main(): Promise<void> {
   } catch (error) {
     listener.close();
     await built.driver?.close().catch(() => undefined);
+    await built.close?.().catch(() => undefined);
     port.postMessage({ type: 'failed', message: error instanceof Error ? error.message : String(error) } satisfies DeviceWorkerMessage);
     port.postMessage({ type: 'stopped' } satisfies DeviceWorkerMessage);
     port.close();
@@ -107,6 +132,7 @@ async function main(): Promise<void> {
       const end = await serveConnection(socket, { device: built.device, log });
       activeShutdown = undefined;
       log(`connection ${n} ${end.reason === 'closed' ? 'closed by the front-end' : `closed: ${end.error?.message ?? 'error'}`} after ${end.messages} messages; kicks per queue ${end.kicks.join('/')}`);
+      if (built.traffic) log(`traffic: ${built.traffic()}`);
       if (built.driver && !built.driver.readOnly) await built.driver.flush();
     }
   } finally {
@@ -116,6 +142,10 @@ async function main(): Promise<void> {
     if (built.driver) {
       await built.driver.close();
       log('image flushed and closed');
+    }
+    if (built.close) {
+      await built.close();
+      log('closed');
     }
     port.postMessage({ type: 'stopped' } satisfies DeviceWorkerMessage);
     port.close();

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { VmmError } from '../errors.js';
-import { parseBlkOption, parseRngOption, parseScsiOption, parseServeOptions } from './serve-options.js';
+import { parseBlkOption, parseNetOption, parseRngOption, parseScsiOption, parseServeOptions } from './serve-options.js';
 
 const codeOf = (f: () => unknown): string | undefined => {
   try {
@@ -37,12 +37,34 @@ describe('vmm serve options', () => {
     }
   });
 
+  it('--net: a TAP name, queue pairs, the guest MAC (lower-cased), MTU; defaults one pair, QEMU\'s first MAC, 1500', () => {
+    expect(parseNetOption('id=n0,tap=vt-tap0,socket=/n,queues=2,mac=52:54:00:AB:CD:EF,mtu=9000')).toEqual({
+      kind: 'net', id: 'n0', tap: 'vt-tap0', socket: '/n', queues: 2, queueSize: 256, mac: '52:54:00:ab:cd:ef', mtu: 9000, packed: true,
+    });
+    expect(parseNetOption('id=n1,tap=t,socket=/n')).toMatchObject({ queues: 1, mac: '52:54:00:12:34:56', mtu: 1500 });
+  });
+
+  it('--net: rejects a name the kernel would refuse, a group MAC, an MTU outside 68..65535, a missing tap', () => {
+    for (const bad of [
+      'id=n0,tap=a-name-of-16-byte,socket=/n',
+      'id=n0,tap=a/b,socket=/n',
+      'id=n0,tap=t,socket=/n,mac=01:00:5e:00:00:01',
+      'id=n0,tap=t,socket=/n,mac=52:54:00:12:34',
+      'id=n0,tap=t,socket=/n,mtu=67',
+      'id=n0,tap=t,socket=/n,queues=0',
+      'id=n0,socket=/n',
+    ]) {
+      expect(codeOf(() => parseNetOption(bad)), bad).toBe('INVALID_OPTION');
+    }
+    expect(codeOf(() => parseServeOptions({ net: ['id=a,tap=t,socket=/1', 'id=b,tap=t,socket=/2'] }))).toBe('INVALID_OPTION');
+  });
+
   it('--rng: rate is bytes per second', () => {
     expect(parseRngOption('id=r0,socket=/r,rate=1024')).toEqual({ kind: 'rng', id: 'r0', socket: '/r', rate: 1024 });
   });
 
   it('ids and sockets are unique across all device kinds; at least one device', () => {
-    expect(parseServeOptions({ blk: ['id=a,path=/i,socket=/1'], scsi: ['id=b,path=/j,socket=/2'], rng: ['id=c,socket=/3'] }).map((s) => s.kind)).toEqual(['blk', 'scsi', 'rng']);
+    expect(parseServeOptions({ blk: ['id=a,path=/i,socket=/1'], scsi: ['id=b,path=/j,socket=/2'], rng: ['id=c,socket=/3'], net: ['id=d,tap=t,socket=/4'] }).map((s) => s.kind)).toEqual(['blk', 'scsi', 'net', 'rng']);
     expect(codeOf(() => parseServeOptions({ blk: ['id=a,path=/i,socket=/1'], scsi: ['id=a,path=/j,socket=/2'] }))).toBe('INVALID_OPTION');
     expect(codeOf(() => parseServeOptions({ blk: ['id=a,path=/i,socket=/1'], scsi: ['id=b,path=/j,socket=/1'] }))).toBe('INVALID_OPTION');
     expect(codeOf(() => parseServeOptions({}))).toBe('INVALID_OPTION');

@@ -41,7 +41,27 @@ export interface ServeScsiSpec {
   readonly packed: boolean;
 }
 
-export type ServeDeviceSpec = ServeBlkSpec | ServeRngSpec | ServeScsiSpec;
+/**
+ * One `--net` device of `vmm serve`: the data plane of a virtio-net device (rx/tx queue pairs) for
+ * QEMU's `-netdev vhost-user`, bridged to a TAP interface. QEMU keeps the control queue and the
+ * configuration space.
+ */
+export interface ServeNetSpec {
+  readonly kind: 'net';
+  readonly id: string;
+  /** TAP interface name: attached if it exists, created otherwise (in the daemon's network namespace). */
+  readonly tap: string;
+  readonly socket: string;
+  /** Queue pairs (`-netdev vhost-user,queues=N`); more than 1 opens the TAP multiqueue. */
+  readonly queues: number;
+  readonly queueSize: number;
+  /** The guest's MAC address, as given to the front-end (`-device virtio-net-pci,mac=`): the receive filter's own address. */
+  readonly mac: string;
+  readonly mtu: number;
+  readonly packed: boolean;
+}
+
+export type ServeDeviceSpec = ServeBlkSpec | ServeRngSpec | ServeScsiSpec | ServeNetSpec;
 
 function take(options: OptionList, key: string, where: string): string {
   const value = options.get(key);
@@ -127,6 +147,35 @@ export function parseScsiOption(text: string, index = 0): ServeScsiSpec {
   };
 }
 
+/** QEMU's default MAC for the first NIC (and the net device's default). */
+export const DEFAULT_NET_MAC = '52:54:00:12:34:56';
+
+/** Parses `--net id=n0,tap=NAME,socket=SOCK[,queues=N][,mac=M][,mtu=N][,queue-size=N][,packed=on]`. */
+export function parseNetOption(text: string, index = 0): ServeNetSpec {
+  const where = `--net #${index + 1}`;
+  const options = parseOptionList(text);
+  checkKeys(options, ['id', 'tap', 'socket', 'queues', 'queue-size', 'mac', 'mtu', 'packed'], where);
+  const tap = take(options, 'tap', where);
+  // IFNAMSIZ is 16 with the terminating NUL; no '/' or whitespace (the kernel refuses them).
+  if (new TextEncoder().encode(tap).length > 15 || !/^[\w.:-]+$/.test(tap)) throw new VmmError('INVALID_OPTION', `${where}: tap=${tap} is not an interface name (at most 15 bytes of letters, digits, _ . : -)`, { field: `${where}.tap` });
+  const mac = (options.get('mac') ?? DEFAULT_NET_MAC).toLowerCase();
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac) || (parseInt(mac.slice(0, 2), 16) & 1) !== 0) throw new VmmError('INVALID_OPTION', `${where}: mac=${mac} is not a unicast MAC address (aa:bb:cc:dd:ee:ff)`, { field: `${where}.mac` });
+  const queueSize = integer(options, 'queue-size', where, 256, 2, 32768);
+  if ((queueSize & (queueSize - 1)) !== 0) throw new VmmError('INVALID_OPTION', `${where}: queue-size=${queueSize} is not a power of two`, { field: `${where}.queue-size` });
+  return {
+    kind: 'net',
+    id: take(options, 'id', where),
+    tap,
+    socket: take(options, 'socket', where),
+    // VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MAX is 0x8000; a multiqueue TAP takes at most 256 fds.
+    queues: integer(options, 'queues', where, 1, 1, 256),
+    queueSize,
+    mac,
+    mtu: integer(options, 'mtu', where, 1500, 68, 65535),
+    packed: flag(options, 'packed', where, true),
+  };
+}
+
 /** Parses `--rng id=r0,socket=SOCK[,rate=BYTES_PER_SECOND]`. */
 export function parseRngOption(text: string, index = 0): ServeRngSpec {
   const where = `--rng #${index + 1}`;
@@ -137,17 +186,21 @@ export function parseRngOption(text: string, index = 0): ServeRngSpec {
 
 /** All devices of one `vmm serve`, with ids and sockets unique. Nothing is started when any is bad. */
 export function parseServeOptions(input: { blk?: readonly string[]; rng?: readonly string[]; scsi?: readonly string[]; net?: readonly string[] }): ServeDeviceSpec[] {
-  if ((input.net ?? []).length > 0) {
-    throw new VmmError('INVALID_OPTION', '--net: the virtio-net back-end is not available yet (it arrives with the net device)', { field: '--net' });
-  }
-  const specs: ServeDeviceSpec[] = [...(input.blk ?? []).map(parseBlkOption), ...(input.scsi ?? []).map(parseScsiOption), ...(input.rng ?? []).map(parseRngOption)];
+  const specs: ServeDeviceSpec[] = [
+    ...(input.blk ?? []).map(parseBlkOption),
+    ...(input.scsi ?? []).map(parseScsiOption),
+    ...(input.net ?? []).map(parseNetOption),
+    ...(input.rng ?? []).map(parseRngOption),
+  ];
   if (specs.length === 0) throw new VmmError('INVALID_OPTION', 'vmm serve needs at least one --blk, --scsi, --net or --rng device');
   const seen = new Set<string>();
   for (const spec of specs) {
     if (seen.has(`id:${spec.id}`)) throw new VmmError('INVALID_OPTION', `device id ${spec.id} is used twice`, { field: spec.id });
     if (seen.has(`socket:${spec.socket}`)) throw new VmmError('INVALID_OPTION', `socket ${spec.socket} is used twice`, { field: spec.id });
+    if (spec.kind === 'net' && seen.has(`tap:${spec.tap}`)) throw new VmmError('INVALID_OPTION', `tap ${spec.tap} is used twice`, { field: spec.id });
     seen.add(`id:${spec.id}`);
     seen.add(`socket:${spec.socket}`);
+    if (spec.kind === 'net') seen.add(`tap:${spec.tap}`);
   }
   return specs;
 }

@@ -158,8 +158,7 @@ export class VhostUserBackend {
       case 'ADD_MEM_REG':
         this.requireProtocol(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, message.type, [message.fd]);
         await this.drainAll('ADD_MEM_REG');
-        this.memoryTable.add(message.region, message.fd);
-        this.rebuildQueues();
+        if (this.memoryTable.add(message.region, message.fd)) this.rebuildQueues();
         return null;
       case 'REM_MEM_REG':
         this.requireProtocol(VHOST_USER_PROTOCOL_F_CONFIGURE_MEM_SLOTS, message.type);

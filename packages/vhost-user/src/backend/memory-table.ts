@@ -60,8 +60,19 @@ export class MemoryTable {
     for (const r of old) release(r);
   }
 
-  /** Adds one region (ADD_MEM_REG). Takes ownership of `fd`. */
-  add(description: MemoryRegionDescription, fd: number): void {
+  /**
+   * Adds one region (ADD_MEM_REG). Takes ownership of `fd`. A region identical to one already
+   * mapped (same guest address, size, user address and offset) is a no-op that returns false:
+   * QEMU 7.2's vhost-user-net adds the whole table again for its second queue pair.
+   */
+  add(description: MemoryRegionDescription, fd: number): boolean {
+    const same = this.regions.find(
+      (r) => r.description.guestAddress === description.guestAddress && r.description.size === description.size && r.description.userAddress === description.userAddress && r.description.mmapOffset === description.mmapOffset,
+    );
+    if (same) {
+      safeClose(fd);
+      return false;
+    }
     let region: MappedRegion | undefined;
     try {
       checkTable([...this.regions.map((r) => r.description), description], this.maxRegions);
@@ -73,6 +84,7 @@ export class MemoryTable {
     }
     this.regions = [...this.regions, region];
     this.memoryCache = null;
+    return true;
   }
 
   /** Removes the region matching guest address, user address and size (REM_MEM_REG). */
@@ -111,7 +123,8 @@ function checkTable(descriptions: readonly MemoryRegionDescription[], maxRegions
   if (descriptions.length > maxRegions) throw new VhostUserError('BAD_PAYLOAD', `${descriptions.length} memory regions (max ${maxRegions})`);
   const byGuest = [...descriptions].sort((a, b) => a.guestAddress - b.guestAddress);
   for (let i = 1; i < byGuest.length; i++) {
-    if (byGuest[i]!.guestAddress < byGuest[i - 1]!.guestAddress + byGuest[i - 1]!.size) throw new VhostUserError('BAD_PAYLOAD', 'memory regions overlap in guest-physical space');
+    const [a, b] = [byGuest[i - 1]!, byGuest[i]!];
+    if (b.guestAddress < a.guestAddress + a.size) throw new VhostUserError('BAD_PAYLOAD', `memory regions overlap in guest-physical space: 0x${a.guestAddress.toString(16)}+0x${a.size.toString(16)} and 0x${b.guestAddress.toString(16)}+0x${b.size.toString(16)}`);
   }
   const byUser = [...descriptions].sort((a, b) => (a.userAddress < b.userAddress ? -1 : a.userAddress > b.userAddress ? 1 : 0));
   for (let i = 1; i < byUser.length; i++) {
