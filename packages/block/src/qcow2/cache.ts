@@ -58,6 +58,16 @@ export class MetadataCache {
     return this.#entries.has(offset);
   }
 
+  /** The table at `offset` if cached (marked most recently used), else undefined; never loads. */
+  peek(offset: number): CachedTable | undefined {
+    const hit = this.#entries.get(offset);
+    if (hit !== undefined) {
+      this.#entries.delete(offset);
+      this.#entries.set(offset, hit);
+    }
+    return hit;
+  }
+
   /** The table at `offset`, loaded from the file on a miss. */
   get(offset: number): Promise<CachedTable> {
     const hit = this.#entries.get(offset);

@@ -118,7 +118,18 @@ export class Qcow2Driver implements BlockDriver {
   async read(offset: number, buffer: Uint8Array): Promise<void> {
     checkOpen(this.#closed, 'read');
     checkRequest('read', offset, buffer.length, this.image.size, 1);
-    await this.image.lock.shared(() => this.#readRange(offset, buffer));
+    const image = this.image;
+    await image.lock.shared(() => {
+      // Hot path: the request lies in one plain allocated cluster whose L2 table is cached.
+      const cs = image.clusterSize;
+      const clusterIndex = Math.floor(offset / cs);
+      const inCluster = offset - clusterIndex * cs;
+      if (inCluster + buffer.length <= cs) {
+        const host = image.plainHostCluster(clusterIndex, false);
+        if (host > 0) return image.file.read(host + inCluster, buffer);
+      }
+      return this.#readRange(offset, buffer);
+    });
   }
 
   /** Reads guest bytes (any range, also past the virtual size) without taking the lock. */
@@ -491,6 +502,12 @@ export class Qcow2Driver implements BlockDriver {
       const clusterIndex = Math.floor(guest / cs);
       const inCluster = guest - clusterIndex * cs;
       const n = Math.min(cs - inCluster, length - pos);
+      const plain = image.plainHostCluster(clusterIndex, true);
+      if (plain > 0) {
+        hosts.push(plain + inCluster);
+        pos += n;
+        continue;
+      }
       const entry = await this.#entryAt(clusterIndex);
       if (entry === undefined || entry.kind !== 'normal' || !entry.copied) return undefined;
       if (image.extendedL2) {

@@ -63,6 +63,7 @@ import {
 import {
   decodeL1Entry,
   decodeL2Entry,
+  entryOffset,
   encodeL1Entry,
   encodeL2Entry,
   type L1Entry,
@@ -302,6 +303,35 @@ export class Qcow2Image {
 
   get l1Size(): number {
     return this.l1Table.length / 8;
+  }
+
+  /**
+   * The hot path of reads and in-place writes, with no allocation and no await: the host cluster
+   * offset of guest cluster `clusterIndex` when its L2 table is cached and its entry is a plain
+   * allocated cluster (standard L2 entries; with `copied`, also refcount 1). Otherwise -1, and
+   * the caller takes the general path (which also reports corrupt entries).
+   */
+  plainHostCluster(clusterIndex: number, copied: boolean): number {
+    if (this.extendedL2) return -1;
+    const l1Index = Math.floor(clusterIndex / this.l2Entries);
+    if (l1Index >= this.l1Size) return -1;
+    const view = this.#l1View;
+    const l1Hi = view.getUint32(l1Index * 8);
+    const l1Lo = view.getUint32(l1Index * 8 + 4);
+    // Reserved bits 56-62 and 0-8 clear (bit 63, copied, may be either).
+    if ((l1Hi & 0x7f000000) !== 0 || (l1Lo & 0x1ff) !== 0) return -1;
+    const l2Offset = entryOffset(l1Hi, l1Lo);
+    if (l2Offset < this.clusterSize || l2Offset % this.clusterSize !== 0) return -1;
+    const table = this.l2Cache.peek(l2Offset);
+    if (table === undefined) return -1;
+    const p = (clusterIndex % this.l2Entries) * 8;
+    const hi = table.view.getUint32(p);
+    const lo = table.view.getUint32(p + 4);
+    // Not compressed (bit 62), reserved bits 56-61 and 1-8 clear, not a zero cluster (bit 0).
+    if ((hi & 0x7f000000) !== 0 || (lo & 0x1ff) !== 0) return -1;
+    if (copied && (hi & 0x80000000) === 0) return -1;
+    const host = entryOffset(hi, lo);
+    return host > 0 && host % this.clusterSize === 0 ? host : -1;
   }
 
   /** Decoded L1 entry `index` (CORRUPT_IMAGE on reserved bits or misalignment). */
