@@ -181,6 +181,16 @@ describe('IpInterface over an in-memory link', () => {
     expect((await left.ping('10.0.0.2')).received).toBe(1);
   });
 
+  it('a link that throws on send (a reset NIC) drops the frame and counts it; nothing throws out of the stack', async () => {
+    const [a, b] = createMemoryLinkPair();
+    const broken = { mac: a.mac, mtu: a.mtu, onFrame: a.onFrame.bind(a), onWritable: a.onWritable.bind(a), send: (): boolean => { throw new DriverError('DEVICE_RESET', 'reset'); } };
+    const left = new IpInterface({ link: broken, address: '10.0.0.1', arpTimeoutMs: 10, arpAttempts: 1 });
+    new IpInterface({ link: b, address: '10.0.0.2' });
+    const result = await left.ping('10.0.0.2', { timeoutMs: 30 });
+    expect(result.received).toBe(0);
+    expect(left.stats.dropped.transmitError).toBeGreaterThan(0);
+  });
+
   it('a full link queues frames in the transmit backlog and sends them on the writable event', async () => {
     const [a, b] = createMemoryLinkPair({ capacity: 2 });
     const left = new IpInterface({ link: a, address: '10.0.0.1' });

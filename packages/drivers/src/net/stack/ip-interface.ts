@@ -54,7 +54,7 @@ export interface PingResult {
   readonly rttMs: readonly (number | null)[];
 }
 
-/** Reasons the interface dropped a received frame, counted in {@link IpInterfaceStats.dropped}. */
+/** Reasons the interface dropped a frame (received, or the last two: sent), counted in {@link IpInterfaceStats.dropped}. */
 export type DropReason =
   | 'malformed'
   | 'notForUs'
@@ -64,7 +64,9 @@ export type DropReason =
   | 'unknownProtocol'
   | 'noSocket'
   | 'broadcastEcho'
-  | 'transmitBacklogFull';
+  | 'transmitBacklogFull'
+  /** The link threw on send (reset, broken queue): the frame is dropped, the caller is not failed. */
+  | 'transmitError';
 
 /** Counters of an {@link IpInterface}. */
 export interface IpInterfaceStats {
@@ -118,7 +120,7 @@ export class IpInterface {
     echoRepliesSent: 0,
     udpReceived: 0,
     udpSent: 0,
-    dropped: { malformed: 0, notForUs: 0, unknownEtherType: 0, fragment: 0, badSource: 0, unknownProtocol: 0, noSocket: 0, broadcastEcho: 0, transmitBacklogFull: 0 },
+    dropped: { malformed: 0, notForUs: 0, unknownEtherType: 0, fragment: 0, badSource: 0, unknownProtocol: 0, noSocket: 0, broadcastEcho: 0, transmitBacklogFull: 0, transmitError: 0 },
   };
   readonly arp: ArpCache;
   private readonly mask: number;
@@ -422,22 +424,30 @@ export class IpInterface {
 
   private transmit(destination: MacAddress, etherType: number, payload: Uint8Array): void {
     const frame = encodeEthernet({ destination, source: this.mac, etherType, payload });
-    if (this.backlog.length > 0 || !this.link.send(frame)) {
+    if (this.backlog.length > 0 || !this.trySend(frame)) {
       if (this.backlog.length >= this.backlogLimit) {
         this.drop('transmitBacklogFull');
         return;
       }
       this.backlog.push(frame);
-      return;
     }
-    this.stats.txFrames++;
+  }
+
+  /** Hands a frame to the link: true when taken or dropped for good, false when the link is full. */
+  private trySend(frame: Uint8Array): boolean {
+    try {
+      if (!this.link.send(frame)) return false;
+      this.stats.txFrames++;
+    } catch {
+      this.drop('transmitError');
+    }
+    return true;
   }
 
   private flushBacklog(): void {
     let sent = 0;
-    while (sent < this.backlog.length && this.link.send(this.backlog[sent]!)) sent++;
+    while (sent < this.backlog.length && this.trySend(this.backlog[sent]!)) sent++;
     this.backlog.splice(0, sent);
-    this.stats.txFrames += sent;
   }
 }
 
