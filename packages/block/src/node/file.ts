@@ -416,10 +416,9 @@ export class NodeFile implements BlockFile {
         const lease = this.#pool!.take(end - start);
         try {
           const bytes = lease.bytes;
-          if (start < offset || end > logicalEnd) {
-            const done = await this.#preadAll(bytes, start, true);
-            if (done < bytes.length) bytes.fill(0, done);
-          }
+          // Only the partly written first and last blocks are read back.
+          if (start < offset) await this.#readBlock(bytes, 0, start);
+          if (end > logicalEnd && (end - a > start || start === offset)) await this.#readBlock(bytes, end - a - start, end - a);
           bytes.set(buffer, offset - start);
           await this.#pwriteAll(bytes, start);
         } finally {
@@ -431,6 +430,13 @@ export class NodeFile implements BlockFile {
     } finally {
       release();
     }
+  }
+
+  /** Reads the aligned block at `position` into `bytes` at `at` (zeroes past the end of file). */
+  async #readBlock(bytes: Uint8Array, at: number, position: number): Promise<void> {
+    const block = bytes.subarray(at, at + this.alignment);
+    const done = await this.#preadAll(block, position, true);
+    if (done < block.length) block.fill(0, done);
   }
 
   async #writeZeroChunks(offset: number, length: number): Promise<void> {
