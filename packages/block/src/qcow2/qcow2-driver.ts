@@ -305,6 +305,9 @@ export class Qcow2Driver implements BlockDriver {
     if (image.needsMaintenance) await image.lock.exclusive(() => image.afterMetadataOperation());
   }
 
+  /** The end of the furthest host write a planned write issued (see #planWrite). */
+  #attemptedEnd = 0;
+
   /** Guest clusters whose allocation is in flight (planned, data being written, not yet linked). */
   readonly #inflight = new Map<number, Promise<void>>();
 
@@ -393,8 +396,9 @@ export class Qcow2Driver implements BlockDriver {
     if (fresh > 0) {
       const run = await image.allocateClusters(fresh);
       // Clusters past the end of the file read as zeroes (BlockFile contract) until written: a
-      // copy-on-write of zeroes into them needs no write at all.
-      const unwritten = Math.ceil(image.file.length / cs) * cs;
+      // copy-on-write of zeroes into them needs no write at all. (A failed write may have left
+      // bytes past the end before its clusters were freed: nothing it tried to write counts.)
+      const unwritten = Math.ceil(Math.max(image.file.length, this.#attemptedEnd) / cs) * cs;
       let k = 0;
       for (const piece of pieces) {
         if (!piece.allocated) continue;
@@ -459,7 +463,11 @@ export class Qcow2Driver implements BlockDriver {
       }
     }
     if (reads.length > 0) await Promise.all(reads);
-    await Promise.all(writes.map((w) => image.file.write(w.host, w.bytes)));
+    for (const w of writes) this.#attemptedEnd = Math.max(this.#attemptedEnd, w.host + w.bytes.length);
+    // Every write settles before a failure is reported: the caller then frees the clusters, and
+    // no write of ours may still be landing in them.
+    const results = await Promise.allSettled(writes.map((w) => image.file.write(w.host, w.bytes)));
+    for (const result of results) if (result.status === 'rejected') throw result.reason;
   }
 
   /** Links the written clusters into their L2 tables and ends their in-flight state. Metadata mutex. */
