@@ -1,10 +1,12 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { createQcow2 } from '../qcow2/create.js';
 import { createRaw, RawDriver } from '../raw/raw-driver.js';
 import { qemuImg, qemuImgOk, qemuImgSkipReason, tempDir } from '../testing/node-qemu-img.js';
 import { CACHE_MODES, parseCacheMode, type CacheMode } from './cache-mode.js';
 import { NodeFile } from './file.js';
+import { openImage } from './open-image.js';
 import { mapAnonymous } from './libc-file.js';
 import { RangeLock } from './range-lock.js';
 
@@ -196,6 +198,34 @@ describe('O_DIRECT (cache=none)', () => {
     await second;
     expect(order).toEqual(['disjoint', 'first-done', 'second']);
     expect(lock.size).toBe(0);
+  });
+});
+
+describe('openImage with a cache mode', () => {
+  it('a qcow2 image with a raw backing file, written with cache=none, passes qemu-img check and compare', async (ctx) => {
+    if (skip !== undefined) ctx.skip();
+    const base = tmp.path('o-base.raw');
+    writeFileSync(base, pattern(1 << 20, 6));
+    const top = tmp.path('o-top.qcow2');
+    const f = await NodeFile.open(top, { create: true });
+    await createQcow2(f, { size: 1 << 20, clusterSize: 4096, backingFile: 'o-base.raw', backingFormat: 'raw' });
+    await f.close();
+    const model = pattern(1 << 20, 6);
+    const disk = await openImage(top, { allowBacking: true, cache: 'none' });
+    await Promise.all(
+      Array.from({ length: 32 }, async (_, i) => {
+        const offset = (i * 7919 * 37) % ((1 << 20) - 3000);
+        const data = new Uint8Array(1000 + i * 50).fill(i + 1);
+        model.set(data, offset);
+        await disk.write(offset, data);
+      }),
+    );
+    await disk.close();
+    const reference = tmp.path('o-model.raw');
+    writeFileSync(reference, model);
+    qemuImgOk(['check', '-f', 'qcow2', top]);
+    qemuImgOk(['compare', '-f', 'qcow2', '-F', 'raw', top, reference]);
+    await expect(openImage('/dev/null', { format: 'raw', cache: 'none' })).rejects.toMatchObject({ code: 'UNSUPPORTED' });
   });
 });
 

@@ -10,6 +10,7 @@ import type { Qcow2Codec } from '../qcow2/codec.js';
 import { MAX_BACKING_DEPTH } from '../qcow2/constants.js';
 import { Qcow2Driver } from '../qcow2/qcow2-driver.js';
 import { RawDriver } from '../raw/raw-driver.js';
+import type { CacheMode } from './cache-mode.js';
 import { NodeFile } from './file.js';
 
 /** Options of {@link openImage}. */
@@ -29,6 +30,10 @@ export interface OpenImageOptions {
   readonly codecs?: { readonly deflate?: Qcow2Codec; readonly zstd?: Qcow2Codec };
   readonly l2CacheBytes?: number;
   readonly refcountCacheBytes?: number;
+  /** Host cache mode of every file of the chain, qemu-img's `-t` (default `writeback`). */
+  readonly cache?: CacheMode;
+  /** With `cache` none/directsync on a file system without O_DIRECT: `'error'` (default) or `'buffered'`. */
+  readonly directFallback?: 'error' | 'buffered';
 }
 
 /**
@@ -67,7 +72,11 @@ async function openAt(
   if (chain.length > maxDepth) {
     throw new BlockError('INVALID_ARGUMENT', `backing chain deeper than ${maxDepth}`, { op: 'open', path });
   }
-  const file = await NodeFile.open(path, { readOnly });
+  const file = await NodeFile.open(path, {
+    readOnly,
+    ...(options.cache === undefined ? {} : { cache: options.cache }),
+    ...(options.directFallback === undefined ? {} : { directFallback: options.directFallback }),
+  });
   try {
     const actual = format ?? (await probeFormat(file));
     if (actual === 'raw') return RawDriver.open(file, { readOnly });
