@@ -521,8 +521,10 @@ export class Qcow2Image {
       await this.refcounts.writeDirtyTableEntries();
       await this.file.flush();
     }
+    // Within a stage the order does not matter (the flush after it is the barrier): write the
+    // dirty tables all at once.
     const dirtyL2 = this.l2Cache.dirtyTables();
-    for (const table of dirtyL2) await this.l2Cache.writeBack(table);
+    await settleAll(dirtyL2.map((table) => this.l2Cache.writeBack(table)));
     if (this.#l1Dirty) {
       if (dirtyL2.length > 0) await this.file.flush();
       await this.writeL1();
@@ -654,4 +656,10 @@ export async function repairDirtyMinimal(image: Qcow2Image): Promise<void> {
   for (const [cluster, count] of counts) {
     if ((await image.getRefcount(cluster)) < count) await image.setRefcount(cluster, Math.min(count, image.refcounts.maxRefcount));
   }
+}
+
+/** Waits for every request, then throws the first failure (no write is left running). */
+export async function settleAll(requests: readonly Promise<unknown>[]): Promise<void> {
+  const results = await Promise.allSettled(requests);
+  for (const result of results) if (result.status === 'rejected') throw result.reason;
 }

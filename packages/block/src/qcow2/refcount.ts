@@ -187,7 +187,9 @@ export class RefcountManager {
   /** Writes every dirty refcount block (no flush). */
   async writeDirty(): Promise<number> {
     const dirty = this.cache.dirtyTables();
-    for (const table of dirty) await this.cache.writeBack(table);
+    // One stage of the write order: the blocks go out together (the caller flushes after).
+    const results = await Promise.allSettled(dirty.map((table) => this.cache.writeBack(table)));
+    for (const result of results) if (result.status === 'rejected') throw result.reason;
     return dirty.length;
   }
 
