@@ -14,7 +14,9 @@
  *   one corruption and the check fails ("Check failed: Invalid argument").
  *
  * Bounds: the directory is at most 64 MiB (QEMU's limit, checked before reading it); a bitmap
- * table at most 2^27 entries and 512 MiB of bitmap, read one cluster at a time.
+ * table covers at most 512 MiB of bitmap (so at most 2^20 entries) and is read one cluster at a
+ * time; over all bitmaps at most {@link MAX_CHECK_BITMAP_ENTRIES} table entries are examined, so
+ * 65535 bitmaps sharing one huge table cannot make the check run for hours.
  */
 import type { BlockFile } from '../block-driver.js';
 import { BlockError } from '../errors.js';
@@ -26,6 +28,8 @@ export const MAX_BITMAPS = 65535;
 /** QEMU's QCOW2_MAX_BITMAP_DIRECTORY_SIZE (1 KiB per bitmap). */
 export const MAX_BITMAP_DIRECTORY_SIZE = 1024 * MAX_BITMAPS;
 const BME_MAX_TABLE_SIZE = 0x8000000;
+/** Work limit: bitmap table entries examined over all bitmaps (UNSUPPORTED past it). */
+export const MAX_CHECK_BITMAP_ENTRIES = 2 ** 27;
 const BME_MAX_PHYS_SIZE = 0x20000000;
 const BME_MAX_GRANULARITY_BITS = 31;
 const BME_MIN_GRANULARITY_BITS = 9;
@@ -174,7 +178,12 @@ export async function checkBitmapRefcounts(host: BitmapCheckHost, ext: BitmapsEx
     host.corruption();
     throw checkFailed(`bitmap directory: ${entries}`);
   }
+  let examined = 0;
   for (const bm of entries) {
+    examined += bm.tableSize;
+    if (examined > MAX_CHECK_BITMAP_ENTRIES) {
+      throw new BlockError('UNSUPPORTED', `check stopped: more than ${MAX_CHECK_BITMAP_ENTRIES} bitmap table entries to examine`, { op: 'check' });
+    }
     host.inc(bm.tableOffset, bm.tableSize * 8);
     // bitmap_table_load validates every entry before any is counted.
     const offsets: number[] = [];
