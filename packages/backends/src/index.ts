@@ -49,8 +49,8 @@ export { NetMetrics, type NetQueueMetrics } from './net/metrics.js';
 export { NET_FAULTS, type NetFault } from './net/errors.js';
 export type { NetDeviceState } from './net/persist.js';
 export { MAC_TABLE_ENTRIES, type RxFilterState, type RxModes } from './net/rx-filter.js';
-export { formatMac, parseMac } from './net/mac-address.js';
-export { internetChecksum, completeChecksum } from './net/checksum.js';
+export { formatMac, parseMac } from '@virtio-ts/device';
+export { internetChecksum, completeChecksum } from '@virtio-ts/device';
 export {
   NO_NET_OFFLOADS,
   type NetBackend,

@@ -19,3 +19,5 @@ export { negotiateFeatures, setDriverOk } from './driver-init.js';
 export { DeviceStatusMachine, type FeaturePolicy, type StatusWriteResult } from './status-machine.js';
 export { DeviceCore, MAX_QUEUES, type DeviceCoreOptions, type DeviceCoreState, type QueueConfig, type QueueConfigState } from './device-core.js';
 export * from './net-header.js';
+export { completeChecksum, internetChecksum, onesComplementSum, pseudoHeaderSum } from './net-checksum.js';
+export { formatMac, isBroadcast, isGroupAddress, MAC_BYTES, parseMac, sameMac } from './mac-address.js';

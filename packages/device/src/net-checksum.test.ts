@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { completeChecksum, internetChecksum, onesComplementSum } from './checksum.js';
+import { completeChecksum, internetChecksum, onesComplementSum } from './net-checksum.js';
 
 describe('internet checksum (RFC 1071)', () => {
   it('matches the RFC 1071 worked example', () => {

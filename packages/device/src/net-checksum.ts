@@ -42,3 +42,13 @@ export function completeChecksum(frame: Uint8Array, csumStart: number, csumOffse
   frame[field + 1] = csum & 0xff;
   return true;
 }
+
+/**
+ * The partial sum of the IPv4 pseudo-header that UDP and TCP checksums cover (RFC 768, RFC 793):
+ * source and destination address (uint32), zero, protocol, and the transport length.
+ */
+export function pseudoHeaderSum(source: number, destination: number, protocol: number, length: number): number {
+  let sum = (source >>> 16) + (source & 0xffff) + (destination >>> 16) + (destination & 0xffff) + protocol + length;
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  return sum;
+}

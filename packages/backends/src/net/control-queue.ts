@@ -28,13 +28,14 @@ import {
   VIRTIO_NET_OK,
   hasFeature,
   type Features,
+  MAC_BYTES,
+  isGroupAddress,
 } from '@virtio-ts/device';
 import type { GuestMemory } from '@virtio-ts/memory';
 import type { DescriptorChain } from '@virtio-ts/ring';
 import type { QueueRunner } from '../queue-runner.js';
 import type { NetFault } from './errors.js';
 import { readFrom } from './frame-io.js';
-import { isGroupAddress, MAC_BYTES } from './mac-address.js';
 import type { NetMetrics } from './metrics.js';
 import { MAC_TABLE_ENTRIES, type RxFilter, type RxModes } from './rx-filter.js';
 

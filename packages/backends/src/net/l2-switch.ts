@@ -10,6 +10,7 @@ import {
   VIRTIO_NET_HDR_GSO_TCPV6,
   VIRTIO_NET_HDR_GSO_UDP,
   type VirtioNetHdr,
+  completeChecksum,
 } from '@virtio-ts/device';
 import { BackendError } from '../errors.js';
 import { monotonicNow } from '../web-apis.js';
@@ -349,9 +350,7 @@ export class L2Switch {
       return null;
     }
     const copy = frame.slice();
-    const sum = internetChecksum(copy, hdr.csumStart, copy.length);
-    copy[at] = sum >>> 8;
-    copy[at + 1] = sum & 0xff;
+    completeChecksum(copy, hdr.csumStart, hdr.csumOffset);
     return { frame: copy, hdr: undefined };
   }
 
@@ -519,16 +518,6 @@ function macAt(frame: Uint8Array, offset: number): number {
 
 function formatMac(mac: number): string {
   return mac.toString(16).padStart(12, '0').replace(/(..)(?!$)/g, '$1:');
-}
-
-/** RFC 1071 one's-complement sum over bytes [start, end), complemented. */
-export function internetChecksum(bytes: Uint8Array, start: number, end: number): number {
-  let sum = 0;
-  let i = start;
-  for (; i + 1 < end; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;
-  if (i < end) sum += bytes[i]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
 }
 
 function checkInt(value: number, min: number, max: number, field: string): number {

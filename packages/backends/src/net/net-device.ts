@@ -34,13 +34,15 @@ import {
   type Features,
   type VirtioDevice,
   type VirtioNetHdr,
+  parseMac,
+  isGroupAddress,
+  formatMac,
 } from '@virtio-ts/device';
 import type { DeviceQueue } from '@virtio-ts/ring';
 import { ringFeatures, type RingFeatureOptions } from '../common-features.js';
 import { BackendError } from '../errors.js';
 import { QueueRunner } from '../queue-runner.js';
 import { ControlQueue } from './control-queue.js';
-import { formatMac, isGroupAddress, parseMac } from './mac-address.js';
 import { NetMetrics } from './metrics.js';
 import { type NetBackend, type NetOffloads, type NetReceiver } from './net-backend.js';
 import { restoreNetState, type NetDeviceState } from './persist.js';

@@ -1,6 +1,5 @@
 // Frame and command builders shared by the net tests (not part of the package's API).
-import { encodeNetHdr, plainNetHdr, type VirtioNetHdr } from '@virtio-ts/device';
-import { parseMac } from './mac-address.js';
+import { encodeNetHdr, plainNetHdr, type VirtioNetHdr, parseMac } from '@virtio-ts/device';
 
 export const OWN = '52:54:00:12:34:56';
 export const PEER = '52:54:00:aa:bb:cc';

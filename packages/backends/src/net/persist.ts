@@ -1,5 +1,5 @@
 import { BackendError } from '../errors.js';
-import { formatMac, isGroupAddress, parseMac } from './mac-address.js';
+import { formatMac, isGroupAddress, parseMac } from '@virtio-ts/device';
 import { MAC_TABLE_ENTRIES, type RxFilterState } from './rx-filter.js';
 
 /**

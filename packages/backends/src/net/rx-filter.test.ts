@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatMac, isBroadcast, isGroupAddress, parseMac } from './mac-address.js';
+import { formatMac, isBroadcast, isGroupAddress, parseMac } from '@virtio-ts/device';
 import { MAC_TABLE_ENTRIES, RxFilter } from './rx-filter.js';
 
 const mac = fc.uint8Array({ minLength: 6, maxLength: 6 });

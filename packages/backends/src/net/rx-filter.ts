@@ -1,6 +1,6 @@
 // Receive filtering of the virtio-net device (VIRTIO 1.3 §5.1.6.5.1 "Packet Receive Filtering",
 // §5.1.6.5.2 "Setting MAC Address Filtering"): which frames reach the guest, by destination MAC.
-import { MAC_BYTES, formatMac, isBroadcast, isGroupAddress, parseMac, sameMac } from './mac-address.js';
+import { MAC_BYTES, formatMac, isBroadcast, isGroupAddress, parseMac, sameMac } from '@virtio-ts/device';
 
 /**
  * MAC filter table entries kept per kind. §5.1.6.5.2's footnote lets a device "silently switch to

@@ -8,11 +8,11 @@ import {
   VIRTIO_NET_HDR_GSO_NONE,
   plainNetHdr,
   type VirtioNetHdr,
+  completeChecksum,
 } from '@virtio-ts/device';
 import type { GuestMemory } from '@virtio-ts/memory';
 import type { DescriptorChain } from '@virtio-ts/ring';
 import type { QueueRunner } from '../queue-runner.js';
-import { completeChecksum } from './checksum.js';
 import { readFrom, viewsFrom } from './frame-io.js';
 import type { NetFault } from './errors.js';
 import type { NetMetrics } from './metrics.js';

@@ -1,6 +1,8 @@
 // Small Ethernet/ARP/IPv4/ICMP/UDP builders and parsers for the net back-end tests (not exported
 // from the package): enough to talk to a Linux network namespace through a TAP or a QEMU peer.
 
+import { internetChecksum } from '@virtio-ts/device';
+
 /** A MAC or IPv4 address as bytes. */
 export type Bytes = readonly number[];
 
@@ -21,13 +23,7 @@ export function formatMac(bytes: Uint8Array | Bytes): string {
 }
 
 /** RFC 1071 checksum (complemented) of `bytes`, starting from the uncomplemented sum `initial`. */
-export function checksum(bytes: Uint8Array, initial = 0): number {
-  let sum = initial;
-  for (let i = 0; i + 1 < bytes.length; i += 2) sum += (bytes[i]! << 8) | bytes[i + 1]!;
-  if (bytes.length & 1) sum += bytes[bytes.length - 1]! << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
+export const checksum = internetChecksum;
 
 function ethernet(dst: Bytes, src: Bytes, type: number, payload: Uint8Array): Uint8Array {
   const f = new Uint8Array(14 + payload.length);

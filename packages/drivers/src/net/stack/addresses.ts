@@ -1,3 +1,4 @@
+import { formatMac as formatDeviceMac, parseMac as parseDeviceMac } from '@virtio-ts/device';
 import { DriverError } from '../../errors.js';
 
 // IPv4 addresses are uint32 numbers inside the stack (network order as a number: 10.0.0.1 is
@@ -39,16 +40,16 @@ export function prefixMask(prefixLength: number): number {
 
 /** Parses `aa:bb:cc:dd:ee:ff` (or with `-`). Throws INVALID_ARGUMENT. */
 export function parseMac(text: string): MacAddress {
-  const parts = text.split(/[:-]/);
-  if (parts.length !== 6 || !parts.every((p) => /^[0-9a-fA-F]{2}$/.test(p))) {
-    throw new DriverError('INVALID_ARGUMENT', `not a MAC address: ${JSON.stringify(text)}`, { protocol: 'ethernet' });
+  try {
+    return parseDeviceMac(text);
+  } catch (cause) {
+    throw new DriverError('INVALID_ARGUMENT', `not a MAC address: ${JSON.stringify(text)}`, { protocol: 'ethernet' }, { cause });
   }
-  return new Uint8Array(parts.map((p) => parseInt(p, 16)));
 }
 
 /** `aa:bb:cc:dd:ee:ff` (lower case). */
 export function formatMac(mac: Uint8Array): string {
-  return [...mac.subarray(0, 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+  return formatDeviceMac(mac);
 }
 
 /** Byte equality of two MAC addresses. */
