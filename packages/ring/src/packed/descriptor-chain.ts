@@ -96,15 +96,11 @@ export class PackedChainReader {
 
   /** Validates and flattens the `count` slots from `position`, buffer id `id`. */
   parse(position: number, count: number, id: number): DescriptorChain | null {
-    const u32 = this.views.descU32;
-    const base32 = this.views.desc32;
-    const u16 = this.views.descU16;
-    const base16 = this.views.desc16;
-    const size = this.size;
     if (count === 1) {
       // Fast path: one direct descriptor (the common case, and the benchmark's).
-      const d = base32 + position * 4;
-      const flags = u16[base16 + position * 8 + 7]!;
+      const u32 = this.views.descU32;
+      const d = this.views.desc32 + position * 4;
+      const flags = this.views.descU16[this.views.desc16 + position * 8 + 7]!;
       if ((flags & VIRTQ_DESC_F_INDIRECT) === 0) {
         const low = u32[d]!;
         const high = u32[d + 1]!;
@@ -119,6 +115,16 @@ export class PackedChainReader {
           : { head: id, readable: [segment], writable: EMPTY, readableLength: length, writableLength: 0, descriptorCount: 1 };
       }
     }
+    return this.parseList(position, count, id);
+  }
+
+  /** {@link parse} of a NEXT-linked list (or a lone indirect descriptor), kept apart so that `parse` stays small enough to inline. */
+  private parseList(position: number, count: number, id: number): DescriptorChain | null {
+    const u32 = this.views.descU32;
+    const base32 = this.views.desc32;
+    const u16 = this.views.descU16;
+    const base16 = this.views.desc16;
+    const size = this.size;
     const addresses = this.addresses;
     const lengths = this.lengths;
     let readableCount = 0;

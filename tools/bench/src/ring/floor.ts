@@ -8,8 +8,7 @@
 //     holding a fresh segment (callers may keep a chain across an await until pushUsed and
 //     beyond), and a fresh UsedBuffer from getUsed.
 // It validates nothing (no bounds, loops, lengths, in-flight tracking or notification state), so
-// it is NOT a usable ring: it is an upper bound for ours. `withAllocations: false` returns reused
-// objects instead, which the contract forbids, to show what the allocations cost.
+// it is NOT a usable ring: it is an upper bound for ours.
 import { flatRing } from './baseline.js';
 
 const EMPTY: readonly { address: number; length: number }[] = Object.freeze([]);
@@ -27,7 +26,7 @@ interface FloorChain {
  * Single-descriptor round trips per second of the contract floor, in one thread, with the
  * same loop as `splitRoundTripper(1)`. Returns a function of `ops`, warm across calls.
  */
-export function contractFloorRoundTripper(withAllocations = true, now: () => number = () => performance.now()): (ops: number) => number {
+export function contractFloorRoundTripper(now: () => number = () => performance.now()): (ops: number) => number {
   const size = 256;
   const mask = size - 1;
   const ring = flatRing(new SharedArrayBuffer(1 << 16), size);
@@ -36,8 +35,6 @@ export function contractFloorRoundTripper(withAllocations = true, now: () => num
   const nextFree = new Uint16Array(size);
   for (let i = 0; i < size; i++) nextFree[i] = (i + 1) & mask;
   const tokens = new Array<number | undefined>(size).fill(undefined);
-  const reusedChain = { head: 0, readable: EMPTY, writable: EMPTY, readableLength: 0, writableLength: 0, descriptorCount: 1 };
-  const reusedUsed = { token: 0, length: 0 };
 
   const driver = {
     freeHead: 0,
@@ -71,11 +68,6 @@ export function contractFloorRoundTripper(withAllocations = true, now: () => num
       this.freeHead = id;
       const token = tokens[id]!;
       tokens[id] = undefined;
-      if (!withAllocations) {
-        reusedUsed.token = token;
-        reusedUsed.length = length;
-        return reusedUsed;
-      }
       return { token, length };
     },
   };
@@ -94,11 +86,6 @@ export function contractFloorRoundTripper(withAllocations = true, now: () => num
       const address = u32[b]!;
       const length = u32[b + 2]!;
       const writable = (u32[b + 3]! & 2) !== 0;
-      if (!withAllocations) {
-        reusedChain.head = head;
-        reusedChain.writableLength = writable ? length : 0;
-        return reusedChain;
-      }
       return writable
         ? { head, readable: EMPTY, writable: [{ address, length }], readableLength: 0, writableLength: length, descriptorCount: 1 }
         : { head, readable: [{ address, length }], writable: EMPTY, readableLength: length, writableLength: 0, descriptorCount: 1 };
