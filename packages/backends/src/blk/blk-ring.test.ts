@@ -5,9 +5,13 @@ import { equalBytes } from '../testing/bytes.js';
 import { MemoryDisk } from '../testing/memory-disk.js';
 import { BlkDevice } from './blk-device.js';
 import { VIRTIO_BLK_S_OK, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT } from './constants.js';
+import { SUPPRESS_LIMIT_MS } from './queue-handler.js';
 import { encodeRequestHeader } from './request.js';
 
 const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** VIRTQ_USED_F_NO_NOTIFY (§2.7.10): the device asks the driver not to notify. */
+const NO_NOTIFY = 1;
 
 /** A blk device over a real split ring that the test writes by hand (MockSplitQueue). */
 function onRealRing(size: number, disk = new MemoryDisk({ size: 1 << 20 })) {
@@ -160,5 +164,97 @@ describe('virtio-blk over a real split ring (hostile guests)', () => {
     await r.device.drain();
     expect(r.mock.memory.readU8(status)).toBe(VIRTIO_BLK_S_OK);
     expect(r.needsReset).toEqual([]);
+  });
+
+  describe('notification suppression while requests are in flight (2.7.10)', () => {
+    function readChain(r: ReturnType<typeof onRealRing>, head: number, sector: number) {
+      const status = r.mock.alloc(1);
+      r.mock.writeChain(head, [
+        { address: r.header(VIRTIO_BLK_T_IN, sector), length: 16 },
+        { address: r.mock.alloc(512), length: 512, write: true },
+        { address: status, length: 1, write: true },
+      ]);
+      return status;
+    }
+
+    it('2.7.10: the device MAY suppress notifications: while a request is in flight they stay disabled, and its completion starts a request added without a notification', async () => {
+      const disk = new MemoryDisk({ size: 1 << 20, manual: true });
+      const r = onRealRing(16, disk);
+      readChain(r, 0, 0);
+      r.mock.publish(0);
+      r.device.queueNotify(0);
+      expect(r.device.inFlight).toBe(1);
+      expect(r.mock.usedFlags & NO_NOTIFY).toBe(NO_NOTIFY);
+      // The driver adds a request and, told not to, sends no notification.
+      readChain(r, 4, 8);
+      r.mock.publish(4);
+      disk.held.splice(0).forEach((op) => op.release());
+      await tick();
+      expect(r.used().map((u) => u.id)).toEqual([0]);
+      expect(r.device.inFlight).toBe(1); // head 4 was started by head 0's completion
+      disk.held.splice(0).forEach((op) => op.release());
+      await r.device.drain();
+      await tick();
+      expect(r.used().map((u) => u.id)).toEqual([0, 4]);
+      expect(r.device.metrics.notifications).toBe(1);
+      // Idle again: notifications are back on (§2.7.10: re-enabled before the device sleeps).
+      expect(r.mock.usedFlags & NO_NOTIFY).toBe(0);
+    });
+
+    it('2.7.10: a request queued behind a slow one is started within the suppression limit, with notifications re-enabled', async () => {
+      const disk = new MemoryDisk({ size: 1 << 20, manual: true });
+      const r = onRealRing(16, disk);
+      readChain(r, 0, 0);
+      r.mock.publish(0);
+      r.device.queueNotify(0);
+      readChain(r, 4, 8);
+      r.mock.publish(4); // no notification: suppressed
+      await sleep(SUPPRESS_LIMIT_MS + 30);
+      // The slow request still holds; the one behind it was picked up by the timer anyway.
+      expect(disk.held.length).toBe(2);
+      expect(r.device.inFlight).toBe(2);
+      expect(r.mock.usedFlags & NO_NOTIFY).toBe(0);
+      disk.held[1]!.release();
+      await tick();
+      expect(r.used().map((u) => u.id)).toEqual([4]);
+      disk.held[0]!.release();
+      await r.device.drain();
+      expect(r.used().map((u) => u.id)).toEqual([4, 0]);
+      expect(r.needsReset).toEqual([]);
+    });
+
+    it('2.7.10: with every request completed the device re-enables notifications and re-checks the ring (no request is stranded)', async () => {
+      const r = onRealRing(16);
+      for (let round = 0; round < 20; round++) {
+        const statuses = [0, 4, 8].map((head, i) => readChain(r, head, round * 3 + i));
+        r.mock.publish(0, 4);
+        r.device.queueNotify(0);
+        r.mock.publish(8); // raced in while the first two were in flight, never notified
+        await r.device.drain();
+        await tick();
+        expect(statuses.map((s) => r.mock.memory.readU8(s))).toEqual([VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK]);
+        expect(r.mock.usedFlags & NO_NOTIFY).toBe(0);
+        expect(r.device.inFlight).toBe(0);
+      }
+      expect(r.mock.usedIdx).toBe(60);
+      expect(r.device.metrics.notifications).toBe(20);
+    });
+
+    it('a device reset while suppressed cancels the suppression timer: nothing touches the old ring', async () => {
+      const disk = new MemoryDisk({ size: 1 << 20, manual: true });
+      const r = onRealRing(16, disk);
+      readChain(r, 0, 0);
+      r.mock.publish(0);
+      r.device.queueNotify(0);
+      r.device.reset();
+      readChain(r, 4, 8);
+      r.mock.publish(4);
+      await sleep(SUPPRESS_LIMIT_MS + 30);
+      expect(disk.held.length).toBe(1); // head 4 never started
+      disk.held[0]!.release();
+      await r.device.drain();
+      await tick();
+      expect(r.used()).toEqual([]);
+    });
   });
 });

@@ -62,8 +62,14 @@ export function planTransfer(offset: number, views: readonly Uint8Array[], align
   return steps;
 }
 
+function isAligned(offset: number, view: Uint8Array, alignment: number): boolean {
+  return offset % alignment === 0 && view.length % alignment === 0 && view.length > 0;
+}
+
 /** Reads `[offset, offset + total)` of the disk into `views`. */
 export async function readInto(driver: BlockDriver, offset: number, views: readonly Uint8Array[], alignment: number): Promise<void> {
+  // The common case (one aligned segment): straight to the driver, no plan, no Promise.all.
+  if (views.length === 1 && isAligned(offset, views[0]!, alignment)) return driver.read(offset, views[0]!);
   await Promise.all(
     planTransfer(offset, views, alignment).map(async (step) => {
       if (step.kind === 'direct') return driver.read(step.offset, step.view);
@@ -80,6 +86,7 @@ export async function readInto(driver: BlockDriver, offset: number, views: reado
 
 /** Writes `views` to the disk at `offset`. */
 export async function writeFrom(driver: BlockDriver, offset: number, views: readonly Uint8Array[], alignment: number): Promise<void> {
+  if (views.length === 1 && isAligned(offset, views[0]!, alignment)) return driver.write(offset, views[0]!);
   await Promise.all(
     planTransfer(offset, views, alignment).map((step) => {
       if (step.kind === 'direct') return driver.write(step.offset, step.view);

@@ -7,6 +7,7 @@ import { SECTOR_SIZE, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, 
 import { readInto, writeFrom } from './data-transfer.js';
 import { faultStatus } from './errors.js';
 import type { BlkMetrics } from './metrics.js';
+import { clearTimer, setTimer } from '../web-apis.js';
 import { parseRequest, type BlkRequest, type DiscardRange, type RequestLimits } from './request.js';
 
 /** What a queue handler shares with its device. */
@@ -29,12 +30,31 @@ const ZERO_CHUNK = 1024 * 1024;
 let zeroChunk: Uint8Array | undefined;
 
 /**
+ * How long available buffer notifications may stay suppressed while requests are in flight
+ * before the queue re-enables them anyway (a slow request — a flush, a read from a cold disk —
+ * must not hold back the requests queued behind it for longer than this).
+ */
+export const SUPPRESS_LIMIT_MS = 1;
+
+/**
  * One request queue of a virtio-blk device: notify → pop → parse → execute on the BlockDriver →
  * status byte → `pushUsed` → interrupt. Requests run concurrently and complete in whatever
  * order the driver finishes them (§5.2.6: "serviced (probably out of order)").
+ *
+ * While requests are in flight the queue leaves available buffer notifications disabled
+ * (§2.7.10: the device MAY suppress them) and looks at the available ring again on every
+ * completion instead, the way a polling back-end does: a driver adding requests to a busy queue
+ * then costs no notification (for vhost-user: no kick, no eventfd, no thread wake-up). When the
+ * last request completes — or {@link SUPPRESS_LIMIT_MS} after suppressing, if none completed —
+ * notifications are re-enabled and the ring is checked once more (the race of §2.7.10).
  */
 export class BlkQueueHandler {
   private readonly pending = new Set<Promise<void>>();
+  private readonly startChain = (chain: DescriptorChain): void => this.start(chain);
+  /** The timer that re-enables notifications if no completion came within SUPPRESS_LIMIT_MS. */
+  private suppressTimer: unknown = undefined;
+  /** Completions since the timer was armed: while they keep coming, suppression goes on. */
+  private completionsSinceArm = 0;
 
   constructor(
     private readonly runner: QueueRunner,
@@ -49,17 +69,85 @@ export class BlkQueueHandler {
   /** The driver kicked this queue. */
   notify(): void {
     this.context.metrics.notifications++;
-    this.runner.drain((chain) => this.start(chain));
+    this.pump();
   }
 
   /** Continues a drain that yielded (H17). */
   resume(): void {
-    this.runner.drain((chain) => this.start(chain));
+    this.pump();
   }
 
   /** Stops touching the queue (device reset). */
   detach(): void {
+    this.cancelSuppressTimer();
     this.runner.detach();
+  }
+
+  /**
+   * Pops and starts every available request. With requests in flight it returns with
+   * notifications disabled (a completion calls it again); with none, it re-enables them and
+   * checks the ring once more before returning (§2.7.10).
+   */
+  private pump(): void {
+    const runner = this.runner;
+    if (runner.broken || runner.detached) return;
+    let handed = 0;
+    for (;;) {
+      try {
+        runner.queue.disableNotification();
+      } catch (error) {
+        runner.fail(`queue ${runner.index}: ${error instanceof Error ? error.message : String(error)}`);
+        return;
+      }
+      for (;;) {
+        if (handed >= runner.yieldAfter) {
+          // H17: a driver that keeps the ring full cannot hold the thread; the drain resumes
+          // from a timer (and re-enables notifications) like the suppression limit does.
+          this.armSuppressTimer();
+          return;
+        }
+        const chain = runner.pop();
+        if (chain === undefined) return; // broken
+        if (chain === null) break;
+        handed++;
+        this.start(chain);
+      }
+      if (this.pending.size > 0) {
+        this.armSuppressTimer();
+        return;
+      }
+      this.cancelSuppressTimer();
+      let raced: boolean;
+      try {
+        raced = runner.queue.enableNotification();
+      } catch (error) {
+        runner.fail(`queue ${runner.index}: ${error instanceof Error ? error.message : String(error)}`);
+        return;
+      }
+      if (!raced) return;
+    }
+  }
+
+  private armSuppressTimer(): void {
+    if (this.suppressTimer !== undefined) return;
+    this.completionsSinceArm = 0;
+    this.suppressTimer = setTimer(() => {
+      this.suppressTimer = undefined;
+      if (this.completionsSinceArm > 0) {
+        // Requests are completing, so every completion looks at the ring: keep polling.
+        this.pump();
+        return;
+      }
+      // Nothing completed for a while (a slow request): notifications back on whatever is in
+      // flight; QueueRunner.drain pops, enables and re-checks.
+      this.runner.drain(this.startChain);
+    }, SUPPRESS_LIMIT_MS);
+  }
+
+  private cancelSuppressTimer(): void {
+    if (this.suppressTimer === undefined) return;
+    clearTimer(this.suppressTimer);
+    this.suppressTimer = undefined;
   }
 
   /** Resolves when every request started so far has completed (or been dropped by a reset). */
@@ -106,6 +194,9 @@ export class BlkQueueHandler {
       }
       if (status === VIRTIO_BLK_S_OK) this.countSuccess(request);
       this.finish(chain, statusAddress, status, written);
+      // Notifications may be off while requests were in flight: look at the ring now.
+      this.completionsSinceArm++;
+      this.pump();
     });
     this.pending.add(done);
   }

@@ -68,9 +68,25 @@ async function waitFor(what: string, ready: () => boolean, child: ChildProcess, 
   }
 }
 
+/**
+ * Developer knobs (not options: a benchmark run for the figures uses none of them):
+ * `BENCH_LINUX_NODE_ARGS` — extra node flags for our daemon, e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`
+ * (a profile per thread, device thread included); `BENCH_LINUX_FORMATS` — `raw`, `qcow2` or both
+ * (comma-separated); `BENCH_LINUX_SIDES` — `ours`, `qsd` or both; `BENCH_LINUX_BOOT=0` skips the
+ * boot rows.
+ */
+const NODE_ARGS = (process.env.BENCH_LINUX_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+function listEnv<T extends string>(name: string, all: readonly T[]): T[] {
+  const value = process.env[name];
+  if (value === undefined || value === '') return [...all];
+  const picked = value.split(',').map((v) => v.trim());
+  for (const v of picked) if (!all.includes(v as T)) throw new Error(`${name}: '${v}' is not one of ${all.join(', ')}`);
+  return picked as T[];
+}
+
 /** Our `vmm serve --blk` on `socket`, in its own process like qemu-storage-daemon. */
-async function startOurs(image: string, format: Format, socket: string): Promise<Server> {
-  const child = spawn(process.execPath, [VMM_MAIN, 'serve', '--blk', `id=d0,path=${image},format=${format},socket=${socket},queues=${QUEUES}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+async function startOurs(image: string, format: Format, socket: string, log: (line: string) => void = () => undefined): Promise<Server> {
+  const child = spawn(process.execPath, [...NODE_ARGS, VMM_MAIN, 'serve', '--blk', `id=d0,path=${image},format=${format},socket=${socket},queues=${QUEUES}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   await waitFor('vmm serve', () => output.includes('device(s) ready'), child, () => output);
@@ -78,6 +94,8 @@ async function startOurs(image: string, format: Format, socket: string): Promise
     async stop() {
       child.kill('SIGTERM');
       await exited(child);
+      // The daemon's own account of the connection: messages and kicks per queue.
+      for (const line of output.split('\n')) if (line.includes('kicks per queue')) log(`  vmm serve: ${line.trim()}`);
     },
   };
 }
@@ -138,7 +156,7 @@ export const suite: Suite = {
 
       const fioBoot = async (side: Side, format: Format): Promise<FioResult[]> => {
         const socket = join(dir, `${side}-${format}.sock`);
-        const server = side === 'ours' ? await startOurs(images[format], format, socket) : await startQsd(images[format], format, socket);
+        const server = side === 'ours' ? await startOurs(images[format], format, socket, options.log) : await startQsd(images[format], format, socket);
         try {
           const result = await tool.runGuest({
             guest,
@@ -193,11 +211,13 @@ export const suite: Suite = {
         entry[which].push(value);
         samples.set(key, entry);
       };
-      const formats: Format[] = ['raw', 'qcow2'];
+      const formats = listEnv<Format>('BENCH_LINUX_FORMATS', ['raw', 'qcow2']);
+      const sides = listEnv<Side>('BENCH_LINUX_SIDES', ['ours', 'qsd']);
+      const boots = process.env.BENCH_LINUX_BOOT !== '0';
       for (let r = 0; r < options.repeats; r++) {
         for (const format of formats) {
           // Alternate which side boots first, so neither always runs on the warmer page cache.
-          const order: Side[] = r % 2 === 0 ? ['ours', 'qsd'] : ['qsd', 'ours'];
+          const order: Side[] = (r % 2 === 0 ? (['ours', 'qsd'] as const) : (['qsd', 'ours'] as const)).filter((s) => sides.includes(s));
           for (const side of order) {
             options.log(`repeat ${r + 1}/${options.repeats}: ${format}, ${side === 'ours' ? 'vmm serve' : 'qemu-storage-daemon'}: ${FIO_JOBS.length} fio jobs of ${runtime} s`);
             const results = await fioBoot(side, format);
@@ -209,7 +229,7 @@ export const suite: Suite = {
             });
           }
         }
-        const bootOrder: ('ours' | 'builtin')[] = r % 2 === 0 ? ['ours', 'builtin'] : ['builtin', 'ours'];
+        const bootOrder: ('ours' | 'builtin')[] = !boots ? [] : r % 2 === 0 ? ['ours', 'builtin'] : ['builtin', 'ours'];
         for (const side of bootOrder) {
           const ms = await bootToScript(side);
           options.log(`repeat ${r + 1}/${options.repeats}: boot to script with ${side === 'ours' ? 'vmm serve (vhost-user-blk)' : 'QEMU virtio-blk-pci'}: ${ms.toFixed(0)} ms`);
@@ -220,7 +240,7 @@ export const suite: Suite = {
       const rows: Row[] = [];
       for (const [name, { ours, peer }] of samples) {
         const unit = name.endsWith('IOPS') ? 'IOPS' : name.endsWith('bandwidth') ? 'MiB/s' : 'boots/min';
-        rows.push(row(name, unit, median(ours), median(peer)));
+        rows.push(row(name, unit, ours.length > 0 ? median(ours) : Number.NaN, peer.length > 0 ? median(peer) : null));
       }
       return rows;
     } finally {
