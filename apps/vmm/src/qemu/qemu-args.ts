@@ -23,7 +23,8 @@ export interface QemuMachine {
  */
 export function qemuArgs(machine: QemuMachine): string[] {
   const mib = Math.ceil(machine.memory / 2 ** 20);
-  const append = ['console=ttyS0', 'panic=-1', 'loglevel=4', 'rdinit=/init', machine.append ?? ''].filter(Boolean).join(' ');
+  // no_timer_check: on a loaded host TCG can fail the kernel's IO-APIC timer check (a boot panic).
+  const append = ['console=ttyS0', 'panic=-1', 'loglevel=4', 'rdinit=/init', 'no_timer_check', machine.append ?? ''].filter(Boolean).join(' ');
   const args = [
     '-machine', 'pc,accel=tcg', '-cpu', 'qemu64', '-m', `${mib}M`, '-smp', String(machine.vcpus),
     '-object', `memory-backend-memfd,id=mem,size=${mib}M,share=on`, '-numa', 'node,memdev=mem',

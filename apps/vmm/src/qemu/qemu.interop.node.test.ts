@@ -68,8 +68,11 @@ describe.skipIf(missing.length > 0)(`vmm run --engine qemu: a real Linux guest o
     return file;
   };
 
-  it('the guest writes a file system on the qcow2 disk and reads the hwrng; vmm exits 0, the serve flushed, qemu-img check is clean', async () => {
+  it('the guest writes a file system on the qcow2 disk, reads the hwrng and sees the scsi LUN; vmm exits 0, the serve flushed, qemu-img check is clean', async () => {
     const file = await script('fs.sh', [
+      // --scsi size=16M: a scratch image as target 0 LUN 0 of a vhost-user-scsi-pci adapter.
+      'test "$(cat /sys/block/sda/device/vendor)" = VIRTIOTS && test "$(cat /sys/block/sda/size)" -eq 32768',
+      'dd if=/dev/urandom of=/dev/sda bs=64k count=16 conv=fsync 2>/dev/null && echo SCSI-OK',
       'test "$(cat /sys/class/misc/hw_random/rng_current)" != none',
       'test "$(dd if=/dev/hwrng bs=1024 count=4 2>/dev/null | wc -c)" -eq 4096',
       'test "$(ls /sys/block/vda/mq | wc -l)" -eq 2',
@@ -79,9 +82,11 @@ describe.skipIf(missing.length > 0)(`vmm run --engine qemu: a real Linux guest o
       '/usr/sbin/e2fsck -fn /dev/vda',
       'echo GUEST-DONE',
     ].join('\n'));
-    const run = await vmm([...disk(), '--script', file]);
+    const run = await vmm([...disk(), '--scsi', 'size=16M', '--script', file]);
     expect(run.code, `${run.stdout.slice(-3000)}\n${run.stderr}`).toBe(0);
+    expect(run.stdout).toContain('SCSI-OK');
     expect(run.stdout).toContain('GUEST-DONE');
+    expect(run.stderr).toContain('scsi0: image flushed and closed');
     expect(run.stderr).toContain('blk0: image flushed and closed');
     const check = JSON.parse(execFileSync('qemu-img', ['check', '--output=json', image], { encoding: 'utf8' })) as Record<string, number>;
     expect(check['corruptions'] ?? 0).toBe(0);

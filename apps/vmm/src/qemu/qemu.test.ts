@@ -56,17 +56,39 @@ describe('planQemuDevices: the VM config as vmm serve specs', () => {
       { type: 'rng' },
       { type: 'console' },
       { type: 'blk', size: '8M', cache: 'none' },
+      { type: 'scsi', queues: 2, luns: [{ path: '/img/s.raw' }, { size: '4M', format: 'qcow2', readOnly: true }, { target: 1, path: '/img/t.raw' }] },
+      { type: 'net', backend: 'tap:vt0', mac: '52:54:00:AA:00:01', queues: 2, mtu: 9000, ip: '10.1.0.5/24' },
+      { type: 'net', backend: 'switch:lan' },
     ],
   });
   const plan = planQemuDevices(config, '/run/x');
 
+  it('scsi keeps its queues and every LUN at its target:lun (a memory LUN becomes a scratch image); net on a TAP keeps MAC, queue pairs and MTU', () => {
+    expect(plan.specs[3]).toEqual({
+      kind: 'scsi', id: 'scsi0', socket: '/run/x/scsi0.sock', queues: 2, queueSize: 128, packed: true,
+      luns: [
+        { target: 0, lun: 0, path: '/img/s.raw', format: 'raw', readOnly: false, serial: 'scsi0-0-0' },
+        { target: 0, lun: 1, path: '/run/x/scsi0-0-1.qcow2', format: 'qcow2', readOnly: true, serial: 'scsi0-0-1' },
+        { target: 1, lun: 0, path: '/img/t.raw', format: 'raw', readOnly: false, serial: 'scsi0-1-0' },
+      ],
+    });
+    expect(plan.scratchImages).toContainEqual({ path: '/run/x/scsi0-0-1.qcow2', format: 'qcow2', size: 4 * 2 ** 20 });
+    expect(plan.specs[4]).toEqual({ kind: 'net', id: 'net0', tap: 'vt0', socket: '/run/x/net0.sock', queues: 2, queueSize: 256, mac: '52:54:00:aa:00:01', mtu: 9000, packed: true });
+    expect(plan.specs).toHaveLength(5);
+  });
+
+  it('says why a net device on a switch is not attached, and that a model-guest ip= is not applied', () => {
+    expect(plan.notes.some((n) => n.startsWith('devices.6:') && n.includes('TAP only'))).toBe(true);
+    expect(plan.notes.some((n) => n.startsWith('devices.5:') && n.includes('ip=10.1.0.5/24'))).toBe(true);
+  });
+
   it('keeps each disk\'s image, format, read-only flag and queues; a memory disk becomes a scratch image', () => {
-    expect(plan.specs).toEqual([
+    expect(plan.specs.slice(0, 3)).toEqual([
       { kind: 'blk', id: 'blk0', path: '/img/a.qcow2', format: 'qcow2', socket: '/run/x/blk0.sock', readOnly: true, queues: 2, queueSize: 128, serial: 'blk0', packed: true },
       { kind: 'rng', id: 'rng0', socket: '/run/x/rng0.sock', rate: 0 },
       { kind: 'blk', id: 'blk1', path: '/run/x/blk1.raw', format: 'raw', socket: '/run/x/blk1.sock', readOnly: false, queues: 1, queueSize: 128, serial: 'blk1', packed: true },
     ]);
-    expect(plan.scratchImages).toEqual([{ path: '/run/x/blk1.raw', format: 'raw', size: 8 * 2 ** 20 }]);
+    expect(plan.scratchImages).toContainEqual({ path: '/run/x/blk1.raw', format: 'raw', size: 8 * 2 ** 20 });
   });
 
   it('says why the console is not attached (QEMU has no vhost-user-console) and that cache= is not honoured', () => {
@@ -79,7 +101,7 @@ describe('qemuArgs', () => {
   const devices: ServeDeviceSpec[] = [
     { kind: 'blk', id: 'blk0', path: '/i', format: 'raw', socket: '/s/blk0.sock', readOnly: false, queues: 2, queueSize: 256, serial: 'blk0', packed: true },
     { kind: 'rng', id: 'rng0', socket: '/s/rng0.sock', rate: 0 },
-    { kind: 'scsi', id: 'scsi0', path: '/j', format: 'qcow2', socket: '/s/scsi0.sock', readOnly: false, queues: 2, queueSize: 128, serial: 'scsi0', packed: true },
+    { kind: 'scsi', id: 'scsi0', socket: '/s/scsi0.sock', queues: 2, queueSize: 128, packed: true, luns: [{ target: 0, lun: 0, path: '/j', format: 'qcow2', readOnly: false, serial: 'scsi0' }] },
     { kind: 'net', id: 'net0', tap: 'vt0', socket: '/s/net0.sock', queues: 2, queueSize: 256, mac: '52:54:00:00:00:07', mtu: 1500, packed: true },
   ];
   const args = qemuArgs({ kernel: '/k', initrd: '/i.cpio', append: 'quiet', memory: 300 * 2 ** 20 + 1, vcpus: 2, devices, scriptFile: '/s/script.sh' });
@@ -108,7 +130,7 @@ describe('qemuArgs', () => {
     expect(after('-smp')).toEqual(['2']);
     expect(after('-kernel')).toEqual(['/k']);
     expect(after('-initrd')).toEqual(['/i.cpio']);
-    expect(after('-append')).toEqual(['console=ttyS0 panic=-1 loglevel=4 rdinit=/init quiet']);
+    expect(after('-append')).toEqual(['console=ttyS0 panic=-1 loglevel=4 rdinit=/init no_timer_check quiet']);
     expect(after('-fw_cfg')).toEqual(['name=opt/virtio-ts/script,file=/s/script.sh']);
   });
 });

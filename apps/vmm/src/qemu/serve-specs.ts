@@ -1,6 +1,7 @@
 import path from 'node:path';
-import type { VmConfig } from '../config/schema.js';
-import type { ServeDeviceSpec } from '../serve/serve-options.js';
+import { parseNetBackend } from '../config/net.js';
+import { DEFAULT_NET_IP, type VmConfig } from '../config/schema.js';
+import type { ServeDeviceSpec, ServeScsiLun } from '../serve/serve-options.js';
 
 /** What the qemu engine does with each device of the VM config. */
 export interface QemuDevicePlan {
@@ -14,29 +15,35 @@ export interface QemuDevicePlan {
 
 /**
  * Maps the VM config's devices onto `vmm serve` specs with sockets in `dir`: blk keeps its image,
- * format, read-only flag and queue count; a memory disk becomes a scratch image in `dir`; rng is
- * served as is. virtio-console cannot be attached: QEMU has no vhost-user-console front-end, so the
- * guest's console is QEMU's serial port (on the terminal) instead.
+ * format, read-only flag and queue count; scsi its queues and LUNs (target:lun, image, format,
+ * read-only); a memory disk (blk or LUN) becomes a scratch image in `dir`; rng is served as is; net
+ * on a TAP becomes `--net` with its MAC, queue pairs and MTU. What cannot be attached is left out
+ * with a note: virtio-console (QEMU has no vhost-user-console front-end, so the guest's console is
+ * QEMU's serial port) and net on a switch or stream back-end (vhost-user serves a TAP only).
  */
 export function planQemuDevices(config: VmConfig, dir: string): QemuDevicePlan {
   const specs: ServeDeviceSpec[] = [];
   const scratchImages: { path: string; format: 'raw' | 'qcow2'; size: number }[] = [];
   const notes: string[] = [];
-  let blk = 0;
-  let rng = 0;
+  const counters = { blk: 0, rng: 0, scsi: 0, net: 0 };
+  const image = (medium: { path?: string; size?: number; format: 'raw' | 'qcow2' }, name: string): string => {
+    if (medium.path !== undefined) return medium.path;
+    const scratch = path.join(dir, `${name}.${medium.format}`);
+    scratchImages.push({ path: scratch, format: medium.format, size: medium.size! });
+    return scratch;
+  };
+  const cacheNote = (cache: string, where: string): void => {
+    if (cache !== 'writeback') notes.push(`${where}: cache=${cache} is a model-engine setting; vmm serve runs the disk with a volatile write cache the guest flushes (writeback)`);
+  };
   config.devices.forEach((device, index) => {
+    const where = `devices.${index}`;
     if (device.type === 'blk') {
-      const id = `blk${blk++}`;
-      let image = device.path;
-      if (image === undefined) {
-        image = path.join(dir, `${id}.${device.format}`);
-        scratchImages.push({ path: image, format: device.format, size: device.size! });
-      }
-      if (device.cache !== 'writeback') notes.push(`devices.${index}: cache=${device.cache} is a model-engine setting; vmm serve runs the disk with a volatile write cache the guest flushes (writeback)`);
+      const id = `blk${counters.blk++}`;
+      cacheNote(device.cache, where);
       specs.push({
         kind: 'blk',
         id,
-        path: image,
+        path: image(device, id),
         format: device.format,
         socket: path.join(dir, `${id}.sock`),
         readOnly: device.readOnly,
@@ -45,11 +52,28 @@ export function planQemuDevices(config: VmConfig, dir: string): QemuDevicePlan {
         serial: id,
         packed: true,
       });
+    } else if (device.type === 'scsi') {
+      const id = `scsi${counters.scsi++}`;
+      const luns: ServeScsiLun[] = device.luns.map((lun, i) => {
+        cacheNote(lun.cache, `${where}.luns.${i}`);
+        const name = `${id}-${lun.target}-${lun.lun}`;
+        return { target: lun.target, lun: lun.lun, path: image(lun, name), format: lun.format, readOnly: lun.readOnly, serial: name };
+      });
+      specs.push({ kind: 'scsi', id, socket: path.join(dir, `${id}.sock`), queues: device.queues, queueSize: config.queueSize, packed: true, luns });
     } else if (device.type === 'rng') {
-      const id = `rng${rng++}`;
+      const id = `rng${counters.rng++}`;
       specs.push({ kind: 'rng', id, socket: path.join(dir, `${id}.sock`), rate: 0 });
+    } else if (device.type === 'net') {
+      const backend = parseNetBackend(device.backend);
+      if (typeof backend === 'string' || backend.kind !== 'tap') {
+        notes.push(`${where}: net on ${device.backend} is not attached — vmm serve bridges vhost-user-net to a TAP only (backend tap:IFNAME)`);
+        return;
+      }
+      const id = `net${counters.net++}`;
+      if (device.ip !== DEFAULT_NET_IP) notes.push(`${where}: ip=${device.ip} is the model guest's address; a Linux guest configures its interface itself`);
+      specs.push({ kind: 'net', id, tap: backend.ifname, socket: path.join(dir, `${id}.sock`), queues: device.queues, queueSize: 256, mac: device.mac, mtu: device.mtu, packed: true });
     } else {
-      notes.push(`devices.${index}: virtio-console is not attached — QEMU has no vhost-user-console front-end; the guest's console is QEMU's serial port on this terminal`);
+      notes.push(`${where}: virtio-console is not attached — QEMU has no vhost-user-console front-end; the guest's console is QEMU's serial port on this terminal`);
     }
   });
   return { specs, scratchImages, notes };

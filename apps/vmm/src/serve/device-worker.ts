@@ -37,7 +37,8 @@ port.on('message', (message: { type: string }) => {
 
 interface BuiltDevice {
   readonly device: VirtioDevice;
-  readonly driver?: BlockDriver;
+  /** The images the device serves (flushed after each connection, closed at shutdown). */
+  readonly drivers?: readonly BlockDriver[];
   /** Releases what the device holds besides an image (a TAP's fds). */
   readonly close?: () => Promise<void>;
   /** Per-queue traffic for the log line at the end of each connection. */
@@ -60,21 +61,29 @@ async function buildDevice(): Promise<BuiltDevice> {
   }
   if (spec.kind === 'blk') {
     const driver = await openImage(spec.path, { format: spec.format, readOnly: spec.readOnly });
-    const device = new BlkDevice({ driver, readOnly: spec.readOnly, serial: spec.serial, numQueues: spec.queues, queueSize: spec.queueSize, packed: spec.packed });
-    return { device, driver, describe: `blk ${spec.path} (${spec.format}, ${(driver.length / 2 ** 20).toFixed(0)} MiB${spec.readOnly ? ', read-only' : ''}, ${spec.queues} queue(s))` };
+    let device: BlkDevice;
+    try {
+      device = new BlkDevice({ driver, readOnly: spec.readOnly, serial: spec.serial, numQueues: spec.queues, queueSize: spec.queueSize, packed: spec.packed });
+    } catch (error) {
+      await driver.close().catch(() => undefined);
+      throw error;
+    }
+    return { device, drivers: [driver], describe: `blk ${spec.path} (${spec.format}, ${(driver.length / 2 ** 20).toFixed(0)} MiB${spec.readOnly ? ', read-only' : ''}, ${spec.queues} queue(s))` };
   }
   if (spec.kind === 'scsi') {
-    const driver = await openImage(spec.path, { format: spec.format, readOnly: spec.readOnly });
+    const drivers: BlockDriver[] = [];
     try {
+      for (const lun of spec.luns) drivers.push(await openImage(lun.path, { format: lun.format, readOnly: lun.readOnly }));
       const device = new ScsiDevice({
-        luns: [{ target: 0, lun: 0, unit: { driver, readOnly: spec.readOnly, serial: spec.serial } }],
+        luns: spec.luns.map((lun, i) => ({ target: lun.target, lun: lun.lun, unit: { driver: drivers[i]!, readOnly: lun.readOnly, serial: lun.serial } })),
         numQueues: spec.queues,
         queueSize: spec.queueSize,
         packed: spec.packed,
       });
-      return { device, driver, describe: `scsi ${spec.path} (${spec.format}, ${(driver.length / 2 ** 20).toFixed(0)} MiB${spec.readOnly ? ', read-only' : ''}, target 0 lun 0, ${spec.queues} request queue(s))` };
+      const units = spec.luns.map((lun, i) => `${lun.target}:${lun.lun} ${lun.path} (${lun.format}, ${(drivers[i]!.length / 2 ** 20).toFixed(0)} MiB${lun.readOnly ? ', read-only' : ''})`);
+      return { device, drivers, describe: `scsi ${units.join(', ')}, ${spec.queues} request queue(s)` };
     } catch (error) {
-      await driver.close().catch(() => undefined);
+      for (const driver of drivers) await driver.close().catch(() => undefined);
       throw error;
     }
   }
@@ -95,7 +104,7 @@ async function main(): Promise<void> {
     built = await buildDevice();
     listener = listen(spec.socket);
   } catch (error) {
-    await built?.driver?.close().catch(() => undefined);
+    for (const driver of built?.drivers ?? []) await driver.close().catch(() => undefined);
     await built?.close?.().catch(() => undefined);
     port.postMessage({ type: 'failed', message: error instanceof Error ? error.message : String(error) } satisfies DeviceWorkerMessage);
     port.postMessage({ type: 'stopped' } satisfies DeviceWorkerMessage);
@@ -108,7 +117,7 @@ async function main(): Promise<void> {
     waiter.watch(listener.fd, LISTENER);
   } catch (error) {
     listener.close();
-    await built.driver?.close().catch(() => undefined);
+    for (const driver of built.drivers ?? []) await driver.close().catch(() => undefined);
     await built.close?.().catch(() => undefined);
     port.postMessage({ type: 'failed', message: error instanceof Error ? error.message : String(error) } satisfies DeviceWorkerMessage);
     port.postMessage({ type: 'stopped' } satisfies DeviceWorkerMessage);
@@ -133,16 +142,15 @@ async function main(): Promise<void> {
       activeShutdown = undefined;
       log(`connection ${n} ${end.reason === 'closed' ? 'closed by the front-end' : `closed: ${end.error?.message ?? 'error'}`} after ${end.messages} messages; kicks per queue ${end.kicks.join('/')}`);
       if (built.traffic) log(`traffic: ${built.traffic()}`);
-      if (built.driver && !built.driver.readOnly) await built.driver.flush();
+      for (const driver of built.drivers ?? []) if (!driver.readOnly) await driver.flush();
     }
   } finally {
     await waiter.close();
     listener.close();
     if (existsSync(spec.socket)) unlinkSync(spec.socket);
-    if (built.driver) {
-      await built.driver.close();
-      log('image flushed and closed');
-    }
+    const drivers = built.drivers ?? [];
+    for (const driver of drivers) await driver.close();
+    if (drivers.length > 0) log(drivers.length === 1 ? 'image flushed and closed' : `${drivers.length} images flushed and closed`);
     if (built.close) {
       await built.close();
       log('closed');

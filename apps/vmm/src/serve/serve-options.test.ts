@@ -18,9 +18,10 @@ describe('vmm serve options', () => {
 
   it('--scsi: every key, and the same defaults as --blk with queue-size 128', () => {
     expect(parseScsiOption('id=s0,path=/i.qcow2,format=qcow2,socket=/s,readonly=on,queues=2,serial=SER-1,queue-size=64,packed=off')).toEqual({
-      kind: 'scsi', id: 's0', path: '/i.qcow2', format: 'qcow2', socket: '/s', readOnly: true, queues: 2, queueSize: 64, serial: 'SER-1', packed: false,
+      kind: 'scsi', id: 's0', socket: '/s', queues: 2, queueSize: 64, packed: false,
+      luns: [{ target: 0, lun: 0, path: '/i.qcow2', format: 'qcow2', readOnly: true, serial: 'SER-1' }],
     });
-    expect(parseScsiOption('id=s1,path=/i,socket=/s')).toMatchObject({ format: 'raw', readOnly: false, queues: 1, queueSize: 128, serial: 's1', packed: true });
+    expect(parseScsiOption('id=s1,path=/i,socket=/s')).toMatchObject({ queues: 1, queueSize: 128, packed: true, luns: [{ format: 'raw', readOnly: false, serial: 's1' }] });
   });
 
   it('--scsi: rejects what the adapter cannot serve (bad format, queue size, serial, unknown key, missing path)', () => {

@@ -25,20 +25,28 @@ export interface ServeRngSpec {
   readonly rate: number;
 }
 
-/** One `--scsi` device of `vmm serve`: a virtio-scsi host adapter with the image as target 0 LUN 0. */
+/** One logical unit of a `--scsi` adapter: an image at a target:LUN address. */
+export interface ServeScsiLun {
+  readonly target: number;
+  readonly lun: number;
+  readonly path: string;
+  readonly format: 'raw' | 'qcow2';
+  readonly readOnly: boolean;
+  /** Unit serial number (VPD page 0x80), printable ASCII, at most 36 bytes. */
+  readonly serial: string;
+}
+
+/** One `--scsi` device of `vmm serve`: a virtio-scsi host adapter with its logical units. */
 export interface ServeScsiSpec {
   readonly kind: 'scsi';
   readonly id: string;
-  readonly path: string;
-  readonly format: 'raw' | 'qcow2';
   readonly socket: string;
-  readonly readOnly: boolean;
   /** Request queues (`num_queues`); the control and event queues come on top. */
   readonly queues: number;
   readonly queueSize: number;
-  /** Unit serial number (VPD page 0x80), printable ASCII, at most 36 bytes. */
-  readonly serial: string;
   readonly packed: boolean;
+  /** At least one; `--scsi` gives one at target 0 LUN 0, a VM config may give several. */
+  readonly luns: readonly ServeScsiLun[];
 }
 
 /**
@@ -136,14 +144,11 @@ export function parseScsiOption(text: string, index = 0): ServeScsiSpec {
   return {
     kind: 'scsi',
     id,
-    path: take(options, 'path', where),
-    format,
     socket: take(options, 'socket', where),
-    readOnly: flag(options, 'readonly', where, false),
     queues: integer(options, 'queues', where, 1, 1, 64),
     queueSize,
-    serial,
     packed: flag(options, 'packed', where, true),
+    luns: [{ target: 0, lun: 0, path: take(options, 'path', where), format, readOnly: flag(options, 'readonly', where, false), serial }],
   };
 }
 

@@ -44,6 +44,8 @@ async function bootWithOurBlk(image: string, script: string, options: BootOption
       guest: await buildGuest(),
       script,
       memory: '512M',
+        // On a loaded host TCG can miss the kernel's IO-APIC timer check (a panic at boot).
+        append: 'no_timer_check',
       smp: queues,
       timeoutMs: 180_000,
       qemuArgs: [

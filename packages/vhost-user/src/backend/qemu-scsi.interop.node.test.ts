@@ -29,6 +29,8 @@ async function bootWithOurScsi(image: string, script: string): Promise<{ guest: 
       guest: await buildGuest(),
       script,
       memory: '512M',
+        // On a loaded host TCG can miss the kernel's IO-APIC timer check (a panic at boot).
+        append: 'no_timer_check',
       smp: 1,
       timeoutMs: 180_000,
       qemuArgs: [
