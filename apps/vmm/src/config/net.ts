@@ -1,5 +1,6 @@
 // Text forms of the net device config: MAC and IPv4 addresses, and the host back-end spec. Pure
 // parsing (the config is untrusted input): each returns undefined or a reason, never throws.
+import { formatMac, isGroupAddress, parseMac } from '@virtio-ts/device';
 
 /** A host back-end of a net device, parsed from `switch:NAME`, `tap:IFNAME` or `stream:PATH[,server=on]`. */
 export type NetBackendSpec =
@@ -50,16 +51,15 @@ export function parseNetBackend(text: string): NetBackendSpec | string {
 /** Parses `aa:bb:cc:dd:ee:ff` into six bytes, or returns the reason it is not a station address. */
 export function parseMacAddress(text: string): Uint8Array | string {
   if (!/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/.test(text)) return `Expected a MAC address such as "52:54:00:12:34:56" but received ${JSON.stringify(text)}`;
-  const bytes = Uint8Array.from(text.split(':').map((b) => parseInt(b, 16)));
-  // IEEE 802: bit 0 of the first byte set is a group (multicast/broadcast) address.
-  if ((bytes[0]! & 1) !== 0) return `Expected a unicast MAC address (bit 0 of the first byte clear) but received ${JSON.stringify(text)}`;
+  const bytes = parseMac(text);
+  if (isGroupAddress(bytes)) return `Expected a unicast MAC address (bit 0 of the first byte clear) but received ${JSON.stringify(text)}`;
   if (bytes.every((b) => b === 0)) return 'Expected a MAC address other than 00:00:00:00:00:00';
   return bytes;
 }
 
 /** Six bytes as `aa:bb:cc:dd:ee:ff`. */
 export function formatMacAddress(bytes: Uint8Array): string {
-  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
+  return formatMac(bytes);
 }
 
 /** An IPv4 interface address with its prefix (`10.0.0.1/24`). */
