@@ -63,7 +63,7 @@ export interface ServeNetSpec {
   /** Queue pairs (`-netdev vhost-user,queues=N`); more than 1 opens the TAP multiqueue. */
   readonly queues: number;
   readonly queueSize: number;
-  /** The guest's MAC address, as given to the front-end (`-device virtio-net-pci,mac=`): the receive filter's own address. */
+  /** The device's station address; the guest's comes from the front-end (`virtio-net-pci,mac=`), and the data plane does not filter by it. */
   readonly mac: string;
   readonly mtu: number;
   readonly packed: boolean;
