@@ -47,7 +47,9 @@ export async function runGuest(options: RunGuestOptions): Promise<GuestResult> {
   const scratch = await mkdtemp(path.join(tmpdir(), 'vt-guest-'));
   try {
     const encoded = Buffer.from(options.script).toString('base64');
-    const append = ['console=ttyS0', 'panic=-1', 'loglevel=4', 'rdinit=/init', options.append ?? ''];
+    // no_timer_check: under TCG on a loaded host the kernel's IO-APIC timer check can fail and panic
+    // ("IO-APIC + timer doesn't work"); the check is meaningless for an emulated timer.
+    const append = ['console=ttyS0', 'panic=-1', 'loglevel=4', 'rdinit=/init', 'no_timer_check', options.append ?? ''];
     const args = [
       '-machine', 'pc,accel=tcg', '-cpu', 'qemu64', '-m', options.memory ?? '512M', '-smp', String(options.smp ?? 1),
       '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot', '-nodefaults',
