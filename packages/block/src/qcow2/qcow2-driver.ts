@@ -412,6 +412,8 @@ export class Qcow2Driver implements BlockDriver {
         }
       }
     }
+    if (pieces.some((piece) => piece.link !== undefined)) await image.markDirtyIfLazy();
+    // Nothing below awaits: once registered, the plan is always ended (commit or abort).
     const plan: WritePlan = { pieces, linked: [], done: () => undefined };
     const done = new Promise<void>((resolve) => (plan.done = resolve));
     for (const piece of pieces) {
@@ -419,7 +421,6 @@ export class Qcow2Driver implements BlockDriver {
       plan.linked.push(piece);
       this.#inflight.set(piece.clusterIndex, done);
     }
-    if (plan.linked.length > 0) await image.markDirtyIfLazy();
     return plan;
   }
 
