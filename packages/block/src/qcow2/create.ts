@@ -22,7 +22,7 @@ import { splitOffset } from './l2-entry.js';
 import { Qcow2Image } from './qcow2-image.js';
 import { refcountEntriesPerBlock, setRefcountEntry } from './refcount-block.js';
 
-/** Preallocation modes (qemu-img's `preallocation=`). `falloc` is the same as `full` here. */
+/** Preallocation modes (qemu-img's `preallocation=`). */
 export type Preallocation = 'off' | 'metadata' | 'falloc' | 'full';
 
 /** Options of {@link createQcow2}, named after qemu-img's `-o` options. */
@@ -47,8 +47,8 @@ export interface Qcow2CreateOptions {
  * Writes an empty qcow2 image into `file` (truncated first). The result passes `qemu-img check`.
  *
  * With `preallocation`: `metadata` allocates every L2 table and data cluster (reading as the
- * file's zeroes); `full` and `falloc` also write zeroes over the data (Node has no fallocate, so
- * falloc = full).
+ * file's zeroes); `falloc` also reserves the data on the host (fallocate, where the file adapter
+ * has it; otherwise as `full`); `full` writes zeroes over the data.
  */
 export async function createQcow2(file: BlockFile, options: Qcow2CreateOptions): Promise<void> {
   const bad = (message: string): never => {
@@ -172,7 +172,10 @@ async function preallocate(file: BlockFile, mode: Preallocation): Promise<void> 
   const image = await Qcow2Image.open(file);
   const cs = image.clusterSize;
   const clusters = Math.ceil(image.size / cs);
-  const zeroes = mode === 'metadata' ? undefined : new Uint8Array(Math.min(cs * image.l2Entries, 4 * 1024 * 1024));
+  // falloc reserves the data clusters with the host's fallocate when the file can (like qemu-img);
+  // full, and falloc on a file without it, writes zeroes over them.
+  const reserve = mode === 'falloc' && file.allocate !== undefined ? file.allocate.bind(file) : undefined;
+  const zeroes = mode === 'metadata' || reserve !== undefined ? undefined : new Uint8Array(Math.min(cs * image.l2Entries, 4 * 1024 * 1024));
   await image.lock.exclusive(async () => {
     for (let l1Index = 0; l1Index * image.l2Entries < clusters; l1Index++) {
       const count = Math.min(image.l2Entries, clusters - l1Index * image.l2Entries);
@@ -191,7 +194,9 @@ async function preallocate(file: BlockFile, mode: Preallocation): Promise<void> 
         });
       }
       const end = data + count * cs;
-      if (zeroes !== undefined) {
+      if (reserve !== undefined) {
+        await reserve(data, end - data);
+      } else if (zeroes !== undefined) {
         for (let at = data; at < end; at += zeroes.length) await file.write(at, zeroes.subarray(0, Math.min(zeroes.length, end - at)));
       } else if (file.length < end) {
         await file.truncate(end);
