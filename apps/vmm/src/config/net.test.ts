@@ -57,6 +57,7 @@ describe('net device config', () => {
     ['net-bench packet below 28 bytes', { devices: [net], workloads: [{ type: 'net-bench', peer: '10.0.0.2', size: 27 }] }, 'workloads.0.size', 'Expected >=28'],
     ['net-bench packet above the MTU', { devices: [net], workloads: [{ type: 'net-bench', peer: '10.0.0.2', size: 9000 }] }, 'workloads.0.size', 'at most 1500 bytes'],
     ['count 0', { devices: [net], workloads: [{ type: 'ping', peer: '10.0.0.2', count: 0 }] }, 'workloads.0.count', 'Expected >=1'],
+    ['ping interval 0', { devices: [net], workloads: [{ type: 'ping', peer: '10.0.0.2', interval: 0 }] }, 'workloads.0.interval', 'Expected a duration'],
   ];
   it.each(bad)('rejects %s with INVALID_CONFIG naming the field', (_name, input, field, text) => {
     const error = errorOf(() => parseVmConfig(input));

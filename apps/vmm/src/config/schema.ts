@@ -216,6 +216,8 @@ const PingSchema = v.strictObject({
   size: v.optional(int(0, 65507), 56),
   /** How long to wait for each reply. */
   timeout: v.optional(duration(60_000), 1),
+  /** Time from one request to the next (`ping -i`); without it, the next goes as soon as the reply is in. */
+  interval: v.optional(duration(60_000)),
 });
 
 const UdpEchoSchema = v.strictObject({

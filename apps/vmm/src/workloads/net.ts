@@ -76,10 +76,14 @@ export async function runPing(context: WorkloadContext, config: PingWorkloadConf
   let transmitted = 0;
   // One request per call, so progress moves and the first (ARP-resolving) request gets the full timeout.
   for (let i = 0; i < config.count; i++) {
+    const started = Date.now();
     const result = await stack.ping(peer, { count: 1, size: config.size, timeoutMs: config.timeout });
     transmitted += result.transmitted;
     for (const rtt of result.rttMs) if (rtt !== null) rtts.push(rtt);
     context.progress((i + 1) / config.count);
+    // `ping -i`: the next request `interval` after this one went out (at once when a reply was late).
+    const wait = config.interval === undefined || i + 1 === config.count ? 0 : started + config.interval - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
   }
   if (rtts.length === 0) throw new VmmError('GUEST_ERROR', `ping: no reply from ${peer} to ${transmitted} echo requests (net ${config.net})`);
   return { type: 'ping', net: config.net, peer, size: config.size, transmitted, received: rtts.length, ...(roundTrips(rtts) === undefined ? {} : { rtt: roundTrips(rtts)! }) };
