@@ -35,7 +35,7 @@ import type { GuestMemory } from '@virtio-ts/memory';
 import type { DescriptorChain } from '@virtio-ts/ring';
 import type { QueueRunner } from '../queue-runner.js';
 import type { NetFault } from './errors.js';
-import { readFrom } from './frame-io.js';
+import { readFrom } from '../chain-io.js';
 import type { NetMetrics } from './metrics.js';
 import { MAC_TABLE_ENTRIES, type RxFilter, type RxModes } from './rx-filter.js';
 
@@ -186,7 +186,8 @@ export class ControlQueue {
         this.target.announceAck();
         return VIRTIO_NET_OK;
       default:
-        // VLAN (not offered), RSS, coalescing, statistics: not implemented.
+        // Classes whose features this device never offers (VLAN, RSS/hash, notification
+        // coalescing, statistics): §5.1.6.5 has the device answer VIRTIO_NET_ERR, as for any unknown command.
         return 'CTRL_UNSUPPORTED';
     }
   }

@@ -18,7 +18,7 @@ import type { GuestMemory } from '@virtio-ts/memory';
 import type { DescriptorChain } from '@virtio-ts/ring';
 import type { QueueRunner } from '../queue-runner.js';
 import type { NetFault } from './errors.js';
-import { writeTo } from './frame-io.js';
+import { writeTo } from '../chain-io.js';
 import type { NetMetrics } from './metrics.js';
 import type { NetOffloads } from './net-backend.js';
 import type { RxFilter } from './rx-filter.js';

@@ -13,7 +13,7 @@ import {
 import type { GuestMemory } from '@virtio-ts/memory';
 import type { DescriptorChain } from '@virtio-ts/ring';
 import type { QueueRunner } from '../queue-runner.js';
-import { readFrom, viewsFrom } from './frame-io.js';
+import { readFrom, viewsFrom } from '../chain-io.js';
 import type { NetFault } from './errors.js';
 import type { NetMetrics } from './metrics.js';
 import type { NetPort } from './net-backend.js';
