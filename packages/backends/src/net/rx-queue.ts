@@ -8,9 +8,6 @@ import {
   VIRTIO_NET_HDR_F_NEEDS_CSUM,
   VIRTIO_NET_HDR_GSO_ECN,
   VIRTIO_NET_HDR_GSO_NONE,
-  VIRTIO_NET_HDR_GSO_TCPV4,
-  VIRTIO_NET_HDR_GSO_TCPV6,
-  VIRTIO_NET_HDR_GSO_UDP,
   type VirtioNetHdr,
   completeChecksum,
 } from '@virtio-ts/device';
@@ -22,7 +19,7 @@ import { writeTo } from '../chain-io.js';
 import type { NetMetrics } from './metrics.js';
 import type { NetOffloads } from './net-backend.js';
 import type { RxFilter } from './rx-filter.js';
-import { ETH_HLEN, MAX_GSO_FRAME, VLAN_HLEN } from './tx-header.js';
+import { checkTxHeader, ETH_HLEN, MAX_GSO_FRAME, VLAN_HLEN } from './tx-header.js';
 
 /** What a receive queue shares with its device. */
 export interface RxQueueContext {
@@ -140,16 +137,14 @@ export class RxQueue {
     if (hdr !== undefined) {
       const offloads = this.context.guestOffloads();
       gso = hdr.gsoType & ~VIRTIO_NET_HDR_GSO_ECN;
-      const ecn = (hdr.gsoType & VIRTIO_NET_HDR_GSO_ECN) !== 0;
       const needsCsum = (hdr.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;
-      if (needsCsum && (hdr.csumStart >= length || hdr.csumStart + hdr.csumOffset + 2 > length)) return this.drop('RX_BAD_OFFLOAD');
+      // A back-end's header obeys the transmit rules against what the guest accepted
+      // (§5.1.6.4.1 mirrors §5.1.6.2.1); a segmented frame also needs GUEST_CSUM.
+      if (checkTxHeader(hdr, length, offloads) !== null || (gso !== VIRTIO_NET_HDR_GSO_NONE && !offloads.csum)) return this.drop('RX_BAD_OFFLOAD');
       if (gso !== VIRTIO_NET_HDR_GSO_NONE) {
-        const allowed =
-          (gso === VIRTIO_NET_HDR_GSO_TCPV4 && offloads.tso4) || (gso === VIRTIO_NET_HDR_GSO_TCPV6 && offloads.tso6) || (gso === VIRTIO_NET_HDR_GSO_UDP && offloads.ufo);
-        if (!allowed || (ecn && !offloads.ecn) || !needsCsum || !offloads.csum || hdr.gsoSize === 0) return this.drop('RX_BAD_OFFLOAD');
         h[1] = hdr.gsoType;
-        h[2] = Math.min(hdr.hdrLen, length) & 0xff;
-        h[3] = Math.min(hdr.hdrLen, length) >>> 8;
+        h[2] = hdr.hdrLen & 0xff;
+        h[3] = hdr.hdrLen >>> 8;
         h[4] = hdr.gsoSize & 0xff;
         h[5] = hdr.gsoSize >>> 8;
       }
