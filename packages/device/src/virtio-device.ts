@@ -130,6 +130,13 @@ export interface VirtioDevice {
   queueReset?(index: number): void;
   /** Optional (§2.6.1): queue `index` was enabled again after a queue reset, while the device is active. */
   queueEnable?(index: number, queue: DeviceQueue): void;
+  /**
+   * Optional: the transport is about to stop the rings and waits until every popped buffer is
+   * used (vhost-user GET_VRING_BASE, a memory table change). A device that holds buffers with no
+   * work pending on them (a net device's receive buffers kept for a frame that did not fit yet)
+   * gives them back now instead of waiting for the guest. Never throws.
+   */
+  quiesce?(): void;
   /** Optional capability: a plain serialisable snapshot of device state (config, counters). */
   saveState?(): unknown;
   /** Optional capability: restores a snapshot made by `saveState` (validate it: it is untrusted). */

@@ -298,6 +298,11 @@ export class NetDevice implements VirtioDevice {
     return released;
   }
 
+  /** VirtioDevice.quiesce: a transport stopping the rings gets the held receive buffers back. */
+  quiesce(): void {
+    this.releaseHeldRxBuffers();
+  }
+
   /** §5.1.4: mac, status, max_virtqueue_pairs, mtu (little-endian). */
   readConfig(offset: number, data: Uint8Array): void {
     const c = this.configBytes;

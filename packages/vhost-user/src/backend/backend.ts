@@ -510,6 +510,8 @@ export class VhostUserBackend {
 
   /** Waits until no queue has a request in flight (bounded by drainTimeoutMs). */
   private async drainAll(reason: string): Promise<void> {
+    // Buffers a device holds with no work on them would otherwise only come back when the guest acts.
+    if (this.active) this.device.quiesce?.();
     const deadline = Date.now() + this.drainTimeoutMs;
     for (;;) {
       const busy = this.vrings.reduce((n, r) => n + (r.queue ? r.queue.inFlight : 0), 0);

@@ -1,8 +1,8 @@
 import { readdirSync } from 'node:fs';
-import { BlkDevice } from '@virtio-ts/backends';
-import { MemoryDisk } from '@virtio-ts/backends/testing';
+import { BlkDevice, NetDevice } from '@virtio-ts/backends';
+import { MemoryDisk, RecordingNetBackend } from '@virtio-ts/backends/testing';
 import { EventFd, UnixSocket } from '@virtio-ts/host';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { HEADER_SIZE, VhostUserRequest, encodeRequest, serveConnection, type ConnectionEnd } from '../index.js';
 import { TestFrontend } from '../testing/index.js';
 
@@ -51,6 +51,31 @@ describe('vhost-user back-end session with a test front-end', () => {
     const end = await served;
     expect(end.reason).toBe('closed');
     expect(end.kicks).toEqual([1, 1]);
+  });
+
+  it('GET_VRING_BASE does not wait for the guest when a net device holds receive buffers for a frame that does not fit yet (quiesce)', async () => {
+    const backend = new RecordingNetBackend();
+    const device = new NetDevice({ backend, controlQueue: false, queueSize: 64 });
+    const [ours, theirs] = UnixSocket.pair();
+    // Without quiesce the drain would give up after this long and end the session with an error.
+    const served = serveConnection(theirs, { device, drainTimeoutMs: 2_000 });
+    const frontend = new TestFrontend(ours);
+    await frontend.start({ queues: 2 });
+    const port = backend.ports[0]!;
+    // One 64-byte receive buffer (merged buffers negotiated; its kick activates the device) for a
+    // 1500-byte frame: the device keeps the buffer and waits for more.
+    frontend.post(0, [], [{ address: DATA, length: 64 }], 7);
+    await vi.waitFor(() => expect(port.receiver).toBeDefined());
+    expect(port.deliver(new Uint8Array(1500).fill(0xab))).toBe(false);
+    expect(device.heldRxBuffers).toBe(1);
+    frontend.send({ type: 'GET_VRING_BASE', index: 0, num: 0 });
+    const base = await frontend.reply();
+    expect(new DataView(base.payload.buffer, base.payload.byteOffset).getUint32(4, true)).toBe(1);
+    // The buffer came back empty; the frame stays with the back-end.
+    expect(await frontend.collect(0, 1)).toEqual([{ token: 7, length: 0 }]);
+    expect(port.backlog).toHaveLength(1);
+    frontend.close();
+    expect((await served).reason).toBe('closed');
   });
 
   it('GET_CONFIG answers from the device config space; an access past it gets the zero-length error reply', async () => {
